@@ -1,0 +1,34 @@
+"""The one Definitions object of the platform."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from segmentation_platform.defs.ingestion import ingestion_assets
+from segmentation_platform.defs.jobs import PIPELINE_JOBS
+from segmentation_platform.defs.resources import resources_for
+
+ALL_ASSETS = [*ingestion_assets]
+
+
+def _with_code_links(assets: list) -> list:
+    linked = dg.with_source_code_references(assets)
+    # Point the UI's source links at a hosted repository when one is configured.
+    if git_url := os.environ.get("SEGMENTATION_GIT_URL"):
+        linked = dg.link_code_references_to_git(
+            linked,
+            git_url=git_url,
+            git_branch=os.environ.get("SEGMENTATION_GIT_BRANCH", "main"),
+            file_path_mapping=dg.AnchorBasedFilePathMapping(
+                local_file_anchor=Path(__file__).resolve().parent.parent, file_anchor_path_in_repository=""
+            ),
+        )
+    return linked
+
+
+def build_definitions(resources: dict) -> dg.Definitions:
+    return dg.Definitions(assets=_with_code_links(ALL_ASSETS), jobs=PIPELINE_JOBS, resources=resources)
+
+
+defs = build_definitions(resources_for())

@@ -1,0 +1,14 @@
+"""Where the platform reads and writes, from environment variables with local defaults.
+
+The relative default resolves against the working directory, so `make demo`, `make ui`
+and the CLI all use the repository's `data/` folder when started from its root.
+"""
+
+import os
+from datetime import date
+from pathlib import Path
+
+# data/landing (input), data/warehouse.duckdb, data/exports, data/reports.
+DATA_DIR = Path(os.environ.get("SEGMENTATION_DATA_DIR", "data"))
+# First day of the daily ingestion partitions and of the weekly snapshots.
+PARTITIONS_START = date.fromisoformat(os.environ.get("SEGMENTATION_START_DATE", "2025-01-01"))
