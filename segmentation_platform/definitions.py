@@ -5,6 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from segmentation_platform.defs.automation import (
+    daily_ingestion_schedule,
+    failed_run_sensor,
+    landing_file_sensor,
+)
 from segmentation_platform.defs.ingestion import ingestion_assets
 from segmentation_platform.defs.jobs import PIPELINE_JOBS
 from segmentation_platform.defs.resources import resources_for
@@ -28,7 +33,13 @@ def _with_code_links(assets: list) -> list:
 
 
 def build_definitions(resources: dict) -> dg.Definitions:
-    return dg.Definitions(assets=_with_code_links(ALL_ASSETS), jobs=PIPELINE_JOBS, resources=resources)
+    return dg.Definitions(
+        assets=_with_code_links(ALL_ASSETS),
+        jobs=PIPELINE_JOBS,
+        schedules=[daily_ingestion_schedule],
+        sensors=[landing_file_sensor, failed_run_sensor],
+        resources=resources,
+    )
 
 
 defs = build_definitions(resources_for())

@@ -44,8 +44,11 @@ def contract_expectations(contract: SourceContract) -> list:
 
 def validate_with_contract(contract: SourceContract, frame: pd.DataFrame) -> SuiteOutcome:
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    # Progress bars would flood the Dagster run logs.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     suite = context.suites.add(gx.ExpectationSuite(name=f"{contract.name}_contract"))
     for expectation in contract_expectations(contract):
         suite.add_expectation(expectation)
