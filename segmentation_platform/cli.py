@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import warnings
 from datetime import date
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Dagster flags its source-code-link API as beta on every load; that is not news to a user.
+    warnings.filterwarnings("ignore", message=r".*is currently in beta")
     if getattr(args, "start", None) and args.start < settings.PARTITIONS_START and args.command == "demo":
         _print(
             f"--start {args.start} is before the first partition {settings.PARTITIONS_START} (SEGMENTATION_START_DATE)"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from segmentation_platform.defs.jobs import PIPELINE_JOBS
 from segmentation_platform.defs.resources import resources_for
@@ -31,45 +32,62 @@ def partition_keys_within(
     return keys
 
 
+def run_job(
+    defs: dg.Definitions, job_name: str, start: date, end: date, instance: dg.DagsterInstance
+) -> tuple[dg.ExecuteInProcessResult | None, str]:
+    """One in-process run of a job over every partition inside [start, end] (single run)."""
+    job = defs.resolve_job_def(job_name)
+    keys = partition_keys_within(job.partitions_def, start, end)
+    if job.partitions_def is not None and not keys:
+        return None, f"no complete partition in {start} .. {end}"
+    tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]} if keys else {}
+    label = f"{len(keys)} partitions {keys[0]} .. {keys[-1]}" if keys else "unpartitioned"
+    return job.execute_in_process(
+        instance=instance, tags=tags, run_config=QUIET_LOGS, raise_on_error=False
+    ), label
+
+
 def run_pipeline(
     data_dir: Path, start: date, end: date, echo: Callable[[str], None], instance: dg.DagsterInstance
 ) -> list[dg.ExecuteInProcessResult]:
-    """Run every pipeline job over the partitions the data covers; one run per job."""
+    """Run every pipeline job over the partitions the data covers; one run per job, stop at a failure."""
     from segmentation_platform.definitions import build_definitions
 
     defs = build_definitions(resources_for(data_dir))
     results = []
     for job in PIPELINE_JOBS:
-        resolved = defs.resolve_job_def(job.name)
-        keys = partition_keys_within(resolved.partitions_def, start, end)
-        tags = {}
-        label = "unpartitioned"
-        if keys:
-            tags = {dg.ASSET_PARTITION_RANGE_START_TAG: keys[0], dg.ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
-            label = f"{len(keys)} partitions {keys[0]} .. {keys[-1]}, single run"
-        elif resolved.partitions_def is not None:
-            echo(f"- {job.name}: no complete partition in {start} .. {end}, skipped")
-            continue
-        echo(f"- {job.name}: {label} ...")
+        echo(f"- {job.name} ...")
         began = time.perf_counter()
-        result = resolved.execute_in_process(
-            instance=instance, tags=tags, run_config=QUIET_LOGS, raise_on_error=False
-        )
+        result, label = run_job(defs, job.name, start, end, instance)
+        if result is None:
+            echo(f"  skipped: {label}")
+            continue
         checks = result.get_asset_check_evaluations()
         failed_checks = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
         echo(
-            f"  {'ok' if result.success else 'FAILED'} in {time.perf_counter() - began:.1f}s: "
+            f"  {'ok' if result.success else 'FAILED'} ({label}) in {time.perf_counter() - began:.1f}s: "
             f"{len(result.get_asset_materialization_events())} materializations, "
             f"{len(checks) - len(failed_checks)}/{len(checks)} checks passed"
             + (f" (failed: {', '.join(failed_checks)})" if failed_checks else "")
         )
         results.append(result)
         if not result.success:
-            for event in result.all_events:
-                if event.is_step_failure:
-                    echo(f"  {event.step_key}: {event.step_failure_data.error.message.strip()}")
+            for message in failure_messages(result):
+                echo(f"  {message}")
             break
     return results
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The root cause of every failed step, as a user would want to read it."""
+    messages = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+                error = error.cause
+            messages.append(f"{event.step_key}: {error.message.strip()}")
+    return messages
 
 
 def warehouse_tables(warehouse_path: Path) -> list[tuple[str, int]]:

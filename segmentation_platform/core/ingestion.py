@@ -365,38 +365,42 @@ def validate(contract: SourceContract, frame: pl.DataFrame) -> tuple[pl.DataFram
 
 
 def _split_duplicates(contract: SourceContract, accepted: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the first row of each contract key; later repeats go to quarantine."""
-    key = list(contract.key)
+    """Keep the first row of each contract key within a day; later repeats go to quarantine."""
+    key = [*contract.key, "_partition_date"]
     ordered = accepted.with_row_index("__order")
-    first = pl.col("__order").min().over(key + ["_partition_date"])
-    is_first = pl.col("__order") == first
-    marked = ordered.with_columns(
-        pl.col("_source_file")
-        .first()
-        .over(key + ["_partition_date"], order_by="__order")
-        .alias("__first_file"),
-        pl.col("_line").first().over(key + ["_partition_date"], order_by="__order").alias("__first_line"),
+    firsts = ordered.unique(subset=key, keep="first", maintain_order=True)
+    if len(firsts) == len(ordered):
+        return accepted, _empty_quarantine()
+    first_seen = firsts.select(
+        *key, pl.col("_source_file").alias("__first_file"), pl.col("_line").alias("__first_line")
     )
-    repeats = marked.filter(~is_first)
+    repeats = ordered.join(firsts.select("__order"), on="__order", how="anti").join(
+        first_seen, on=key, how="left", nulls_equal=True
+    )
     key_text = pl.concat_str(
-        [pl.format(f"{k}={{}}", pl.col(k).cast(pl.String).fill_null("")) for k in key], separator=", "
+        [pl.lit(f"{k}=") + pl.col(k).cast(pl.String).fill_null("") for k in contract.key], separator=", "
     )
-    duplicates = repeats.select(
+    reason = pl.concat_str(
+        [
+            pl.lit("duplicate key "),
+            key_text,
+            pl.lit(" (first seen at "),
+            pl.col("__first_file"),
+            pl.lit(" line "),
+            pl.col("__first_line").cast(pl.String),
+            pl.lit(")"),
+        ]
+    )
+    duplicates = repeats.sort("__order").select(
         "_partition_date",
         "_source_file",
         "_line",
-        pl.lit(", ".join(key)).alias("column_name"),
-        pl.format(
-            "duplicate key {} (first seen at {} line {})",
-            key_text,
-            pl.col("__first_file"),
-            pl.col("__first_line"),
-        ).alias("reason"),
+        pl.lit(", ".join(contract.key)).alias("column_name"),
+        reason.alias("reason"),
         "raw_record",
         "_loaded_at",
     )
-    kept = marked.filter(is_first).drop("__order", "__first_file", "__first_line")
-    return kept, duplicates
+    return firsts.drop("__order"), duplicates
 
 
 def _empty_accepted(contract: SourceContract) -> pl.DataFrame:

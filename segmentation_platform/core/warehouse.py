@@ -108,3 +108,13 @@ def count_by(conn: duckdb.DuckDBPyConnection, table: str, column: str, values: S
     ).fetchall()
     counts.update(dict(rows))
     return counts
+
+
+def table_checksum(conn: duckdb.DuckDBPyConnection, table: str, exclude: Sequence[str] = ("_loaded_at",)) -> str:
+    """Order-independent content hash of a table, for proving that a re-run changed nothing."""
+    columns = [c for c in table_columns(conn, table) if c not in exclude]
+    row = " || '|' || ".join(f"coalesce(CAST({quote(c)} AS VARCHAR), '<null>')" for c in columns)
+    return conn.execute(
+        f"SELECT count(*) || ':' || coalesce(md5(string_agg(r, chr(10) ORDER BY r)), '') "
+        f"FROM (SELECT {row} AS r FROM {table_ref(table)})"
+    ).fetchone()[0]
