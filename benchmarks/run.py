@@ -8,6 +8,7 @@ step here) and attributed to the step whose start/end window contains the sample
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import threading
@@ -46,20 +47,20 @@ class RssSampler:
         return max((rss for t, rss in self.samples if start <= t <= end), default=0)
 
 
-def step_windows(result: dg.ExecuteInProcessResult) -> list[tuple[str, float, float]]:
+def step_windows(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, float]]:
     starts, windows = {}, []
-    for event in result.all_events:
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
         if event.event_type == dg.DagsterEventType.STEP_START:
-            starts[event.step_key] = event.timestamp
+            starts[event.step_key] = entry.timestamp
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            windows.append((event.step_key, starts[event.step_key], event.timestamp))
+            windows.append((event.step_key, starts[event.step_key], entry.timestamp))
     return windows
 
 
 def main(argv: list[str] | None = None) -> int:
-    from segmentation_platform.synthetic.generator import generate
-
-    from segmentation_platform.demo import run_pipeline
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "work")
     args = parser.parse_args(argv)
+    # Partitions are fixed when the definitions load: start them where the data starts.
+    os.environ["SEGMENTATION_START_DATE"] = args.start.isoformat()
+    from segmentation_platform.demo import run_pipeline
+    from segmentation_platform.synthetic.generator import generate
 
     data_dir = args.work / f"scale-{args.scale}"
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -82,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("generate", time.time() - began, sampler.peak_between(began, time.time())))
         with dg.DagsterInstance.ephemeral() as instance:
             results = run_pipeline(data_dir, args.start, args.end, print, instance)
-        for result in results:
-            for step, start, end in step_windows(result):
-                rows.append((step, end - start, sampler.peak_between(start, end)))
+            for result in results:
+                for step, start, end in step_windows(instance, result.run_id):
+                    rows.append((step, end - start, sampler.peak_between(start, end)))
     ok = bool(results) and all(r.success for r in results)
     print(
         f"\nscale: {args.scale:,} persons, {args.start} .. {args.end}; {platform.node()} {psutil.cpu_count()} cpus"

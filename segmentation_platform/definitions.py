@@ -6,15 +6,17 @@ from pathlib import Path
 import dagster as dg
 
 from segmentation_platform.defs.automation import (
-    daily_ingestion_schedule,
+    build_schedules,
     failed_run_sensor,
     landing_file_sensor,
 )
+from segmentation_platform.defs.features import feature_assets
 from segmentation_platform.defs.ingestion import ingestion_assets
-from segmentation_platform.defs.jobs import PIPELINE_JOBS
+from segmentation_platform.defs.jobs import build_jobs
 from segmentation_platform.defs.resources import resources_for
 
-ALL_ASSETS = [*ingestion_assets]
+ALL_ASSETS = [*ingestion_assets, *feature_assets]
+JOBS = build_jobs(ALL_ASSETS)
 
 
 def _with_code_links(assets: list) -> list:
@@ -35,8 +37,8 @@ def _with_code_links(assets: list) -> list:
 def build_definitions(resources: dict) -> dg.Definitions:
     return dg.Definitions(
         assets=_with_code_links(ALL_ASSETS),
-        jobs=PIPELINE_JOBS,
-        schedules=[daily_ingestion_schedule],
+        jobs=JOBS,
+        schedules=build_schedules(JOBS),
         sensors=[landing_file_sensor, failed_run_sensor],
         resources=resources,
     )

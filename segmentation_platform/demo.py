@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from segmentation_platform.defs.jobs import PIPELINE_JOBS
+from segmentation_platform.defs.jobs import PIPELINE_JOB_NAMES
 from segmentation_platform.defs.resources import resources_for
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -55,10 +55,10 @@ def run_pipeline(
 
     defs = build_definitions(resources_for(data_dir))
     results = []
-    for job in PIPELINE_JOBS:
-        echo(f"- {job.name} ...")
+    for job_name in PIPELINE_JOB_NAMES:
+        echo(f"- {job_name} ...")
         began = time.perf_counter()
-        result, label = run_job(defs, job.name, start, end, instance)
+        result, label = run_job(defs, job_name, start, end, instance)
         if result is None:
             echo(f"  skipped: {label}")
             continue

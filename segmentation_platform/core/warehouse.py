@@ -44,12 +44,13 @@ def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = table.split(".")
-    return bool(
-        conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, name],
-        ).fetchone()[0]
-    )
+    # fetchall, not fetchone: with duckdb 2.0 an unexhausted result keeps the connection busy
+    # and the next register() fails with ResourceInUseException.
+    rows = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, name],
+    ).fetchall()
+    return bool(rows[0][0])
 
 
 def replace_partitions(
@@ -110,7 +111,9 @@ def count_by(conn: duckdb.DuckDBPyConnection, table: str, column: str, values: S
     return counts
 
 
-def table_checksum(conn: duckdb.DuckDBPyConnection, table: str, exclude: Sequence[str] = ("_loaded_at",)) -> str:
+def table_checksum(
+    conn: duckdb.DuckDBPyConnection, table: str, exclude: Sequence[str] = ("_loaded_at",)
+) -> str:
     """Order-independent content hash of a table, for proving that a re-run changed nothing."""
     columns = [c for c in table_columns(conn, table) if c not in exclude]
     row = " || '|' || ".join(f"coalesce(CAST({quote(c)} AS VARCHAR), '<null>')" for c in columns)

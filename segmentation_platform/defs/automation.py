@@ -5,16 +5,34 @@ import json
 import dagster as dg
 
 from segmentation_platform.core.ingestion import LANDING_FILE
-from segmentation_platform.defs.jobs import daily_ingestion_job
+from segmentation_platform.defs.jobs import DAILY_INGESTION, IDENTITY_RESOLUTION, WEEKLY_SEGMENTATION
 from segmentation_platform.defs.partitions import daily_partitions
 from segmentation_platform.defs.resources import LandingZone
 
-daily_ingestion_schedule = dg.build_schedule_from_partitioned_job(
-    daily_ingestion_job,
-    name="daily_ingestion_schedule",
-    hour_of_day=2,
-    description="Batch fallback: at 02:00 UTC load yesterday's partition of every source.",
-)
+
+def build_schedules(jobs: list) -> list:
+    """All off by default: an operator turns them on in the UI (README, "Operating")."""
+    by_name = {job.name: job for job in jobs}
+    return [
+        dg.build_schedule_from_partitioned_job(
+            by_name[DAILY_INGESTION],
+            name="daily_ingestion_schedule",
+            hour_of_day=2,
+            description="Batch fallback: at 02:00 UTC load yesterday's partition of every source.",
+        ),
+        dg.ScheduleDefinition(
+            name="weekly_identity_schedule",
+            job=by_name[IDENTITY_RESOLUTION],
+            cron_schedule="0 4 * * 1",
+            description="Mondays 04:00 UTC: re-resolve identities over everything loaded so far.",
+        ),
+        dg.build_schedule_from_partitioned_job(
+            by_name[WEEKLY_SEGMENTATION],
+            name="weekly_segmentation_schedule",
+            hour_of_day=6,
+            description="Mondays 06:00 UTC: the snapshot of the week that just ended, features through measurement.",
+        ),
+    ]
 
 
 def landing_file_versions(landing: LandingZone) -> dict[str, str]:
@@ -31,7 +49,7 @@ def landing_file_versions(landing: LandingZone) -> dict[str, str]:
 
 
 @dg.sensor(
-    job=daily_ingestion_job,
+    job_name=DAILY_INGESTION,
     minimum_interval_seconds=30,
     description="Requests ingestion of the day whose landing file arrived or changed, once per file version.",
 )

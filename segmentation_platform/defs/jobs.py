@@ -1,14 +1,41 @@
-"""Jobs in pipeline order; schedules, sensors and the demo run these."""
+"""Jobs in pipeline order; schedules, sensors, the demo and the benchmark run these.
+
+A job holds assets of one partitioning, so each stage is picked by its partitions
+definition: daily ingestion, then the unpartitioned identity graph, then every weekly
+snapshot asset (features through activation and measurement).
+"""
 
 import dagster as dg
 
-from segmentation_platform.defs.partitions import daily_partitions
+from segmentation_platform.defs.partitions import daily_partitions, weekly_snapshots
 
-daily_ingestion_job = dg.define_asset_job(
-    "daily_ingestion",
-    selection=dg.AssetSelection.groups("ingestion"),
-    partitions_def=daily_partitions,
-    description="Load one day (or a range, in one run) of landing files into raw.* and quarantine.*",
-)
+DAILY_INGESTION = "daily_ingestion"
+IDENTITY_RESOLUTION = "identity_resolution"
+WEEKLY_SEGMENTATION = "weekly_segmentation"
+PIPELINE_JOB_NAMES = [DAILY_INGESTION, IDENTITY_RESOLUTION, WEEKLY_SEGMENTATION]
 
-PIPELINE_JOBS = [daily_ingestion_job]
+
+def _keys(assets: list, partitions_def) -> list[dg.AssetKey]:
+    return [key for asset in assets if asset.partitions_def == partitions_def for key in asset.keys]
+
+
+def build_jobs(assets: list) -> list:
+    return [
+        dg.define_asset_job(
+            DAILY_INGESTION,
+            selection=dg.AssetSelection.assets(*_keys(assets, daily_partitions)),
+            partitions_def=daily_partitions,
+            description="Load one day (or a range, in one run) of landing files into raw.* and quarantine.*",
+        ),
+        dg.define_asset_job(
+            IDENTITY_RESOLUTION,
+            selection=dg.AssetSelection.assets(*_keys(assets, None)),
+            description="Resolve every source record to one stable customer key (cumulative).",
+        ),
+        dg.define_asset_job(
+            WEEKLY_SEGMENTATION,
+            selection=dg.AssetSelection.assets(*_keys(assets, weekly_snapshots)),
+            partitions_def=weekly_snapshots,
+            description="Snapshot features, models, segments, activation and measurement as of each week's end.",
+        ),
+    ]
