@@ -5,17 +5,30 @@ from pathlib import Path
 
 import dagster as dg
 
+from segmentation_platform.defs.activation import activation_assets
 from segmentation_platform.defs.automation import (
     build_schedules,
     failed_run_sensor,
     landing_file_sensor,
 )
+from segmentation_platform.defs.clv import clv_assets
 from segmentation_platform.defs.features import feature_assets
+from segmentation_platform.defs.identity import identity_assets
 from segmentation_platform.defs.ingestion import ingestion_assets
 from segmentation_platform.defs.jobs import build_jobs
+from segmentation_platform.defs.measurement import measurement_assets
 from segmentation_platform.defs.resources import resources_for
+from segmentation_platform.defs.segments import SEGMENT_STAGE_ASSETS
 
-ALL_ASSETS = [*ingestion_assets, *feature_assets]
+ALL_ASSETS = [
+    *ingestion_assets,
+    *identity_assets,
+    *feature_assets,
+    *clv_assets,
+    *SEGMENT_STAGE_ASSETS,
+    *activation_assets,
+    *measurement_assets,
+]
 JOBS = build_jobs(ALL_ASSETS)
 
 

@@ -487,6 +487,30 @@ def _join_key(source: SourceContract) -> str:
     return f"JOIN key_map k ON k.source = '{source.name}' AND k.source_id = s._person_ref"
 
 
+_ORDERS_SELECT = f"""
+    SELECT k.customer_key, 'web' AS channel, s.order_id AS order_id, s.ordered_at AS purchased_at,
+           s.amount, s.category, s.cost, s.discount, s.acquisition_channel
+    FROM web s {_join_key(WEB_ORDERS)}
+    UNION ALL
+    SELECT k.customer_key, 'pos', s.receipt_id, s.purchased_at,
+           s.amount, s.category, s.cost, s.discount, NULL
+    FROM pos s {_join_key(POS_TRANSACTIONS)}
+"""
+
+
+def customer_orders_sql(conn: duckdb.DuckDBPyConnection) -> str:
+    """Orders of identified customers before `$cutoff` (web and POS, one row per order key):
+    customer_key, channel, order_id, purchased_at, amount, category, cost, discount,
+    acquisition_channel. The one definition of "a customer's orders" that models share."""
+    _require_key_map(conn)
+    return f"""
+WITH
+key_map AS (SELECT source, source_id, customer_key FROM {KEY_MAP_TABLE}),
+web AS {_source_rows(conn, WEB_ORDERS)},
+pos AS {_source_rows(conn, POS_TRANSACTIONS)}
+{_ORDERS_SELECT}"""
+
+
 def customer_features_sql(conn: duckdb.DuckDBPyConnection, config: FeatureConfig) -> str:
     """The snapshot query; parameters `$cutoff` (TIMESTAMP) and `$snapshot` (DATE)."""
     stages = config.lifecycle
@@ -514,15 +538,7 @@ pos AS {_source_rows(conn, POS_TRANSACTIONS)},
 crm AS {_source_rows(conn, CRM_CONTACTS)},
 emails AS {_source_rows(conn, EMAIL_EVENTS)},
 tickets AS {_source_rows(conn, SUPPORT_TICKETS)},
-orders AS MATERIALIZED (
-    SELECT k.customer_key, 'web' AS channel, s.order_id AS order_id, s.ordered_at AS purchased_at,
-           s.amount, s.category, s.cost, s.discount, s.acquisition_channel
-    FROM web s {_join_key(WEB_ORDERS)}
-    UNION ALL
-    SELECT k.customer_key, 'pos', s.receipt_id, s.purchased_at,
-           s.amount, s.category, s.cost, s.discount, NULL
-    FROM pos s {_join_key(POS_TRANSACTIONS)}
-),
+orders AS MATERIALIZED ({_ORDERS_SELECT}),
 order_stats AS (
     SELECT customer_key,
         count(*) AS frequency,

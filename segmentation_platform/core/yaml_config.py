@@ -77,6 +77,18 @@ class ConfigSection:
             raise self.error(name, f"must be at most {maximum}, got {value}")
         return value
 
+    def number(
+        self, name: str, default: Any = ..., minimum: float | None = None, maximum: float | None = None
+    ):
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(name, f"expected a number, got {_shown(value)}")
+        if minimum is not None and value < minimum:
+            raise self.error(name, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be at most {maximum}, got {value}")
+        return float(value)
+
     def string(self, name: str, default: Any = ..., choices: tuple[str, ...] | None = None) -> str:
         value = self.raw(name, default)
         if not isinstance(value, str) or not value.strip():

@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from segmentation_platform.core import features, rfm, warehouse
 from segmentation_platform.defs.metadata import OWNER, column_schema, table_metadata, version_of
-from segmentation_platform.defs.partitions import weekly_snapshots
+from segmentation_platform.defs.partitions import snapshot_dates, weekly_snapshots
 
 FEATURES_LOGIC_VERSION = "1"
 RFM_LOGIC_VERSION = "1"
@@ -47,11 +47,6 @@ def _feature_schema() -> dg.TableSchema:
             for feature in features.feature_registry(FEATURE_CONFIG)
         ]
     )
-
-
-def snapshot_dates(context: dg.AssetExecutionContext) -> list[date]:
-    """The snapshot of a weekly partition is its window's end date."""
-    return [weekly_snapshots.time_window_for_partition_key(key).end.date() for key in context.partition_keys]
 
 
 def _distribution_markdown(

@@ -15,8 +15,14 @@ WEEKLY_SEGMENTATION = "weekly_segmentation"
 PIPELINE_JOB_NAMES = [DAILY_INGESTION, IDENTITY_RESOLUTION, WEEKLY_SEGMENTATION]
 
 
-def _keys(assets: list, partitions_def) -> list[dg.AssetKey]:
-    return [key for asset in assets if asset.partitions_def == partitions_def for key in asset.keys]
+def _keys(assets: list, partitions_def, groups: set[str] | None = None) -> list[dg.AssetKey]:
+    return [
+        key
+        for asset in assets
+        if asset.partitions_def == partitions_def
+        for key in asset.keys
+        if groups is None or asset.group_names_by_key[key] in groups
+    ]
 
 
 def build_jobs(assets: list) -> list:
@@ -29,12 +35,15 @@ def build_jobs(assets: list) -> list:
         ),
         dg.define_asset_job(
             IDENTITY_RESOLUTION,
-            selection=dg.AssetSelection.assets(*_keys(assets, None)),
+            selection=dg.AssetSelection.assets(*_keys(assets, None, {"identity"})),
             description="Resolve every source record to one stable customer key (cumulative).",
         ),
         dg.define_asset_job(
             WEEKLY_SEGMENTATION,
-            selection=dg.AssetSelection.assets(*_keys(assets, weekly_snapshots)),
+            # Unpartitioned governance assets (the segment scheme's changelog) refresh with it.
+            selection=dg.AssetSelection.assets(
+                *_keys(assets, weekly_snapshots), *_keys(assets, None, {"segments", "models", "measurement"})
+            ),
             partitions_def=weekly_snapshots,
             description="Snapshot features, models, segments, activation and measurement as of each week's end.",
         ),

@@ -1,3 +1,5 @@
+from datetime import date
+
 import dagster as dg
 
 from segmentation_platform import settings
@@ -7,3 +9,8 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=settings.PARTITIONS_S
 weekly_snapshots = dg.WeeklyPartitionsDefinition(
     start_date=settings.PARTITIONS_START.isoformat(), day_offset=1
 )
+
+
+def snapshot_dates(context: dg.AssetExecutionContext) -> list[date]:
+    """The snapshot of a weekly partition is its window's end date (as of 00:00 that day)."""
+    return [weekly_snapshots.time_window_for_partition_key(key).end.date() for key in context.partition_keys]

@@ -17,8 +17,11 @@ class LandingZone(dg.ConfigurableResource):
 
 
 def resources_for(data_dir: Path = settings.DATA_DIR) -> dict:
+    from segmentation_platform.defs.activation import activation_resources
+
     data_dir = Path(data_dir)
     return {
         "duckdb": DuckDBResource(database=str(data_dir / "warehouse.duckdb")),
         "landing": LandingZone(path=str(data_dir / "landing")),
+        **activation_resources(data_dir),
     }

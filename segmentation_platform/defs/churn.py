@@ -1,0 +1,347 @@
+"""Churn propensity: `models.churn_scores` and `models.churn_drivers`, per weekly snapshot.
+
+The model logic lives in core/churn; this module reads the snapshot's features and the
+purchase log before the snapshot from the warehouse, fits, scores, records both models
+in `models.registry` and reports validation figures as metadata. A run over a range of
+snapshots (single-run backfill) fits each snapshot in turn, each on its own past only.
+"""
+
+from datetime import UTC, date, datetime
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from segmentation_platform.contracts import POS_TRANSACTIONS, WEB_ORDERS, SourceContract
+from segmentation_platform.core import churn, warehouse
+from segmentation_platform.core.registry import record_models
+from segmentation_platform.defs.metadata import OWNER, column_schema, table_metadata, version_of
+from segmentation_platform.defs.partitions import snapshot_dates, weekly_snapshots
+
+CHURN_CONFIG = churn.load_churn_config()
+PURCHASE_SOURCES: tuple[SourceContract, ...] = (WEB_ORDERS, POS_TRANSACTIONS)
+CODE_VERSION = version_of(churn.LOGIC_VERSION, CHURN_CONFIG, [c.person_ref for c in PURCHASE_SOURCES])
+
+FEATURES_KEY = dg.AssetKey(["features", "customer_features"])
+KEY_MAP_KEY = dg.AssetKey(["identity", "customer_key_map"])
+SCORES_KEY = dg.AssetKey(["models", "churn_scores"])
+DRIVERS_KEY = dg.AssetKey(["models", "churn_drivers"])
+# Labels need the purchase log itself (what happened after each past snapshot), not only features.
+UPSTREAM = [FEATURES_KEY, KEY_MAP_KEY, *(dg.AssetKey(["raw", c.name]) for c in PURCHASE_SOURCES)]
+FEATURES_TABLE = "features.customer_features"
+KEY_MAP_TABLE = "identity.customer_key_map"
+SCORES_TABLE = "models.churn_scores"
+DRIVERS_TABLE = "models.churn_drivers"
+
+AUC_CHECK = "champion_auc_above_floor"
+BRIER_CHECK = "champion_beats_base_rate_brier"
+COVERAGE_CHECK = "one_score_per_buyer"
+
+SCORE_DOCS = {
+    "customer_key": ("VARCHAR", "Customer key"),
+    "snapshot_date": ("DATE", "Snapshot scored (features as of 00:00 on this date)"),
+    "churn_probability": ("DOUBLE", "P(no purchase in the next horizon_days), champion model"),
+    "risk_tier": ("VARCHAR", "Risk tier by churn_probability (thresholds in config/churn.yaml)"),
+    "survival_churn_probability": ("DOUBLE", "Same probability from the survival model, S(horizon | x)"),
+    "classifier_churn_probability": ("DOUBLE", "Same probability from the calibrated classifier"),
+    "champion_model": ("VARCHAR", "Model behind churn_probability: churn_survival or churn_classifier"),
+    "horizon_days": ("INTEGER", "Label horizon H in days"),
+}
+DRIVER_DOCS = {
+    "snapshot_date": ("DATE", "Snapshot the model was fitted at"),
+    "model": ("VARCHAR", "churn_survival or churn_classifier"),
+    "is_champion": ("BOOLEAN", "Whether this model scored the snapshot"),
+    "feature": ("VARCHAR", "Model input (category=level for one-hot survival inputs)"),
+    "importance": (
+        "DOUBLE",
+        "abs(coefficient) per SD (survival) or log-loss increase when permuted (classifier)",
+    ),
+    "importance_kind": ("VARCHAR", "abs_coefficient or permutation_log_loss"),
+    "effect": ("DOUBLE", "Hazard ratio (Cox) or time ratio (Weibull AFT) per SD of the feature"),
+    "effect_kind": ("VARCHAR", "hazard_ratio_per_sd or time_ratio_per_sd"),
+    "p_value": ("DOUBLE", "Wald p-value of the survival coefficient"),
+    "direction": ("VARCHAR", "raises churn, lowers churn or mixed"),
+}
+
+
+def _source_select(conn, contract: SourceContract) -> str | None:
+    """Event time and person_ref of a raw source; columns the table lacks read as NULL."""
+    table = f"raw.{contract.name}"
+    if not warehouse.table_exists(conn, table):
+        return None
+    present = set(warehouse.table_columns(conn, table))
+    columns = ", ".join(
+        warehouse.quote(c.name)
+        if c.name in present
+        else f"CAST(NULL AS {c.duckdb_type}) AS {warehouse.quote(c.name)}"
+        for c in contract.columns
+    )
+    time_column = warehouse.quote(contract.event_time)
+    return (
+        f"SELECT k.customer_key, s.{time_column} AS purchased_at FROM ("
+        f"SELECT {time_column}, ({contract.person_ref}) AS _person_ref FROM (SELECT {columns} "
+        f"FROM {warehouse.table_ref(table)}) WHERE {time_column} >= $since AND {time_column} < $cutoff) s "
+        f"JOIN {KEY_MAP_TABLE} k ON k.source = '{contract.name}' AND k.source_id = s._person_ref "
+        "SEMI JOIN _churn_keys USING (customer_key)"
+    )
+
+
+def load_purchases(conn, customer_keys: pd.Series, since: date, cutoff: date) -> pd.DataFrame:
+    """Purchases of the given customers in [since, cutoff): all the labels need, nothing later."""
+    empty = pd.DataFrame(
+        {"customer_key": pd.Series(dtype=object), "purchased_at": pd.Series(dtype="datetime64[us]")}
+    )
+    if not warehouse.table_exists(conn, KEY_MAP_TABLE) or customer_keys.empty:
+        return empty
+    selects = [sql for contract in PURCHASE_SOURCES if (sql := _source_select(conn, contract))]
+    if not selects:
+        return empty
+    conn.register("_churn_keys", pd.DataFrame({"customer_key": customer_keys.drop_duplicates().to_numpy()}))
+    try:
+        return conn.execute(
+            " UNION ALL ".join(selects),
+            {
+                "since": datetime.combine(since, datetime.min.time()),
+                "cutoff": datetime.combine(cutoff, datetime.min.time()),
+            },
+        ).df()
+    finally:
+        conn.unregister("_churn_keys")
+
+
+def load_training_frame(conn, snapshot: date, config: churn.ChurnConfig) -> pd.DataFrame:
+    """The current snapshot in full plus a customer-hash sample of the past complete snapshots."""
+    table = warehouse.table_ref(FEATURES_TABLE)
+    cutoff = pd.Timestamp(snapshot) - pd.Timedelta(days=config.horizon_days)
+    past = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT DISTINCT snapshot_date FROM {table} WHERE snapshot_date <= ? ORDER BY 1 DESC LIMIT ?",
+            [cutoff.date(), config.max_snapshots],
+        ).fetchall()
+    ]
+    eligible = ""
+    if config.frequency_column:
+        eligible = (
+            f" AND coalesce({warehouse.quote(config.frequency_column)}, 0) >= {float(config.min_frequency)}"
+        )
+    current = conn.execute(f"SELECT * FROM {table} WHERE snapshot_date = ?{eligible}", [snapshot]).df()
+    if not past:
+        return current
+    rows = conn.execute(
+        f"SELECT count(*) FROM {table} WHERE snapshot_date IN (SELECT unnest(?)){eligible}", [past]
+    ).fetchone()[0]
+    share = min(1.0, 1.2 * config.max_rows / max(rows, 1))
+    history = conn.execute(
+        f"SELECT * FROM {table} WHERE snapshot_date IN (SELECT unnest(?)){eligible} "
+        f"AND hash(customer_key) % 1000000 < {int(share * 1_000_000)}",
+        [past],
+    ).df()
+    return pd.concat([history, current], ignore_index=True)
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    if frame.empty:
+        return "(none)"
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    lines = [header, "|" + "---|" * len(frame.columns)]
+    for row in frame.itertuples(index=False):
+        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@dg.multi_asset(
+    name="churn_model",
+    partitions_def=weekly_snapshots,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb",
+    group_name="models",
+    specs=[
+        dg.AssetSpec(
+            SCORES_KEY,
+            description=(
+                f"Churn propensity of every buyer at the snapshot: P(no purchase in the next "
+                f"{CHURN_CONFIG.horizon_days} days), from the champion of a lifelines survival model and a "
+                "calibrated gradient-boosting classifier (lowest log-loss on the latest complete snapshot), "
+                "trained only on past snapshots whose label window closed before this one. Empty while the "
+                "history is shorter than the horizon."
+            ),
+            deps=UPSTREAM,
+            owners=[OWNER],
+            kinds={"duckdb", "scikitlearn", "python"},
+            code_version=CODE_VERSION,
+            metadata=table_metadata(SCORES_TABLE, column_schema(SCORE_DOCS))
+            | {"horizon_days": CHURN_CONFIG.horizon_days, "auc_floor": CHURN_CONFIG.auc_floor},
+            tags={"layer": "models"},
+        ),
+        dg.AssetSpec(
+            DRIVERS_KEY,
+            description=(
+                "What drives churn at each snapshot: survival hazard ratios (with p-values) and the "
+                "classifier's permutation importances on the holdout, for segment profiles and review."
+            ),
+            deps=UPSTREAM,
+            owners=[OWNER],
+            kinds={"duckdb", "python"},
+            code_version=CODE_VERSION,
+            metadata=table_metadata(DRIVERS_TABLE, column_schema(DRIVER_DOCS)),
+            tags={"layer": "models"},
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            AUC_CHECK,
+            asset=SCORES_KEY,
+            blocking=True,
+            description=(
+                f"The champion's holdout AUC reaches {CHURN_CONFIG.auc_floor} (config/churn.yaml); a weaker model "
+                "must not drive activation. A snapshot without enough history warns instead of blocking."
+            ),
+        ),
+        dg.AssetCheckSpec(
+            BRIER_CHECK,
+            asset=SCORES_KEY,
+            description="The champion's holdout Brier score beats always predicting the base rate.",
+        ),
+        dg.AssetCheckSpec(
+            COVERAGE_CHECK,
+            asset=SCORES_KEY,
+            description="Every buyer of a scored snapshot has exactly one score.",
+        ),
+    ],
+)
+def churn_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+    dates = snapshot_dates(context)
+    results: dict[date, churn.ChurnResult] = {}
+    coverage_problems = {}
+    with duckdb.get_connection() as conn:
+        if not warehouse.table_exists(conn, FEATURES_TABLE):
+            raise dg.Failure(f"{FEATURES_TABLE} does not exist: materialize features/customer_features first")
+        for snapshot in dates:
+            frame = load_training_frame(conn, snapshot, CHURN_CONFIG)
+            past = frame.loc[pd.to_datetime(frame["snapshot_date"]) < pd.Timestamp(snapshot), "customer_key"]
+            since = pd.to_datetime(frame["snapshot_date"]).min()
+            purchases = load_purchases(conn, past, since.date() if pd.notna(since) else snapshot, snapshot)
+            result = churn.fit_churn(frame, purchases, snapshot, CHURN_CONFIG)
+            results[snapshot] = result
+            warehouse.replace_partitions(
+                conn, SCORES_TABLE, result.scores, "snapshot_date", [snapshot], columns=churn.SCORE_COLUMNS
+            )
+            warehouse.replace_partitions(
+                conn,
+                DRIVERS_TABLE,
+                result.drivers(),
+                "snapshot_date",
+                [snapshot],
+                columns=churn.DRIVER_COLUMNS,
+            )
+            record_models(conn, result.registry_records(datetime.now(UTC).replace(tzinfo=None), CODE_VERSION))
+            buyers = int((frame["snapshot_date"] == pd.Timestamp(snapshot)).sum())
+            if result.status == "fitted" and (
+                len(result.scores) != buyers or result.scores["customer_key"].duplicated().any()
+            ):
+                coverage_problems[snapshot.isoformat()] = {"buyers": buyers, "scores": len(result.scores)}
+            context.log.info(f"churn as of {snapshot}: {result.status}. {result.message}")
+        total_rows = conn.execute(f"SELECT count(*) FROM {warehouse.table_ref(SCORES_TABLE)}").fetchone()[0]
+        driver_rows = conn.execute(f"SELECT count(*) FROM {warehouse.table_ref(DRIVERS_TABLE)}").fetchone()[0]
+
+    latest = results[dates[-1]]
+    summary = pd.DataFrame(
+        [
+            {
+                "snapshot": d.isoformat(),
+                "status": r.status,
+                "champion": r.champion or "-",
+                "auc": r.champion_auc if r.champion_auc is not None else float("nan"),
+                "brier": r.champion_report.metrics["brier"] if r.champion_report else float("nan"),
+                "base_rate_brier": r.champion_report.metrics["base_rate_brier"]
+                if r.champion_report
+                else float("nan"),
+                "scored": len(r.scores),
+            }
+            for d, r in results.items()
+        ]
+    )
+    metadata = {
+        "dagster/row_count": total_rows,
+        "dagster/partition_row_count": sum(len(r.scores) for r in results.values()),
+        "status": latest.status,
+        "message": latest.message,
+        "snapshots": dg.MetadataValue.md(markdown_table(summary.tail(12))),
+    }
+    champion = latest.champion_report
+    if champion is not None:
+        metadata |= {
+            "champion_model": champion.name,
+            "validation_scheme": latest.validation_scheme,
+            "holdout_snapshots": ", ".join(d.isoformat() for d in latest.holdout_snapshots),
+            **{
+                f"{m.name}/{key}": float(m.metrics[key])
+                for m in latest.models
+                if m.metrics
+                for key in ("auc", "brier", "base_rate_brier", "log_loss")
+            },
+            "calibration_deciles": dg.MetadataValue.md(markdown_table(champion.calibration)),
+            "lift_by_decile": dg.MetadataValue.md(markdown_table(champion.lift)),
+            "risk_tiers": dg.MetadataValue.json(latest.scores["risk_tier"].value_counts().to_dict()),
+        }
+    yield dg.MaterializeResult(asset_key=SCORES_KEY, metadata=metadata)
+    drivers = latest.drivers()
+    yield dg.MaterializeResult(
+        asset_key=DRIVERS_KEY,
+        metadata={
+            "dagster/row_count": driver_rows,
+            "dagster/partition_row_count": sum(len(r.drivers()) for r in results.values()),
+            "top_drivers": dg.MetadataValue.md(
+                markdown_table(
+                    drivers.groupby("model").head(8)[
+                        ["model", "feature", "importance", "effect", "direction"]
+                    ]
+                )
+            ),
+        },
+    )
+
+    failing = {
+        d.isoformat(): r.champion_auc
+        for d, r in results.items()
+        if r.status == "fitted" and r.champion_auc < CHURN_CONFIG.auc_floor
+    }
+    unscored = {d.isoformat(): r.message for d, r in results.items() if r.status != "fitted"}
+    yield dg.AssetCheckResult(
+        asset_key=SCORES_KEY,
+        check_name=AUC_CHECK,
+        passed=not failing and not unscored,
+        severity=dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "auc_floor": CHURN_CONFIG.auc_floor,
+            "latest_champion_auc": float(latest.champion_auc)
+            if latest.champion_auc is not None
+            else float("nan"),
+            "snapshots_below_floor": dg.MetadataValue.json(failing),
+            "snapshots_not_scored": dg.MetadataValue.json(unscored),
+        },
+    )
+    worse = {
+        d.isoformat(): r.champion_report.metrics
+        for d, r in results.items()
+        if r.champion_report
+        and r.champion_report.metrics["brier"] >= r.champion_report.metrics["base_rate_brier"]
+    }
+    yield dg.AssetCheckResult(
+        asset_key=SCORES_KEY,
+        check_name=BRIER_CHECK,
+        passed=not worse,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"snapshots_not_beating_base_rate": dg.MetadataValue.json(list(worse))},
+    )
+    yield dg.AssetCheckResult(
+        asset_key=SCORES_KEY,
+        check_name=COVERAGE_CHECK,
+        passed=not coverage_problems,
+        metadata={"mismatches": dg.MetadataValue.json(coverage_problems)},
+    )
+
+
+churn_assets = [churn_model]

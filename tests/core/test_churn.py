@@ -1,0 +1,257 @@
+import dataclasses
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from segmentation_platform.core.churn import (
+    CLASSIFIER_MODEL,
+    SURVIVAL_MODEL,
+    ChurnConfig,
+    complete_snapshots,
+    fit_churn,
+    label_snapshots,
+    load_churn_config,
+)
+from segmentation_platform.core.located_yaml import ConfigError
+from segmentation_platform.synthetic.behaviour_panel import simulate_panel
+
+SNAPSHOTS = [date(2025, 1, 6) + timedelta(weeks=i) for i in range(40)]
+AS_OF = SNAPSHOTS[-14]  # leaves 13 weeks (> 90 days) after it to check predictions against
+# Smaller samples and boosting than production: the same code paths, a fraction of the time.
+FAST = dataclasses.replace(
+    load_churn_config(), max_rows=12_000, survival_max_rows=5_000, max_iter=60, permutation_rows=1_000
+)
+TINY = dataclasses.replace(FAST, max_rows=3_000, survival_max_rows=1_500, max_iter=30, permutation_rows=300)
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return simulate_panel(4_000, SNAPSHOTS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fitted(panel):
+    return fit_churn(panel.features, panel.purchases, AS_OF, FAST)
+
+
+def test_label_is_no_purchase_in_the_horizon_and_undefined_before_it_closes():
+    rows = pd.DataFrame({"customer_key": ["a", "b", "c", "d"], "snapshot_date": pd.Timestamp("2025-03-03")})
+    purchases = pd.DataFrame(
+        {
+            "customer_key": ["a", "b", "c", "c"],
+            "purchased_at": pd.to_datetime(
+                ["2025-03-03 00:00", "2025-06-01 00:00", "2025-02-01 00:00", "2025-05-31 23:59"]
+            ),
+        }
+    )
+    labels = label_snapshots(rows, purchases, as_of="2025-07-01", horizon_days=90).set_index("customer_key")
+    # a buys at the snapshot instant (counts as after it); b on day T+90 (outside [T, T+90));
+    # c's earlier purchase is history, its second falls inside; d never buys again.
+    assert labels["churned"].to_dict() == {"a": 0.0, "b": 1.0, "c": 0.0, "d": 1.0}
+    assert labels.loc["b", "duration_days"] == pytest.approx(90.0)
+    assert labels.loc["d", "duration_days"] == pytest.approx(120.0)  # censored at as_of
+    assert not labels.loc["d", "purchased"]
+    early = label_snapshots(rows, purchases, as_of="2025-05-01", horizon_days=90)
+    assert early["churned"].isna().all()  # window not closed: no label, and b's purchase is unseen
+    assert early.set_index("customer_key").loc["b", "purchased"] == False  # noqa: E712
+
+
+def test_complete_snapshots_need_the_whole_window_before_the_cutoff():
+    dates = [date(2025, 1, 6), date(2025, 1, 13), date(2025, 4, 7)]
+    assert complete_snapshots(dates, date(2025, 4, 7), 90) == [pd.Timestamp("2025-01-06")]
+    assert complete_snapshots(dates, date(2025, 4, 13), 90) == [pd.Timestamp(d) for d in dates[:2]]
+
+
+def test_champion_discriminates_and_beats_the_base_rate(fitted, panel):
+    assert fitted.status == "fitted", fitted.message
+    assert fitted.validation_scheme == "time_split_purged"
+    champion = fitted.champion_report
+    assert champion.metrics["auc"] >= 0.80
+    assert champion.metrics["brier"] < champion.metrics["base_rate_brier"]
+    # Out of time: the scores at AS_OF against what the customers did in the next 90 days.
+    scores = fitted.scores
+    future = label_snapshots(
+        scores[["customer_key", "snapshot_date"]],
+        panel.purchases,
+        pd.Timestamp(AS_OF) + pd.Timedelta(days=90),
+        90,
+    )
+    realised = future["churned"].to_numpy()
+    assert roc_auc_score(realised, scores["churn_probability"]) >= 0.80
+    brier = brier_score_loss(realised, scores["churn_probability"])
+    assert brier < np.mean((realised - fitted.base_rate) ** 2)
+
+
+def test_both_models_are_validated_and_recorded(fitted):
+    names = {m.name: m for m in fitted.models}
+    assert set(names) == {SURVIVAL_MODEL, CLASSIFIER_MODEL}
+    assert sum(m.is_champion for m in fitted.models) == 1
+    champion = fitted.champion_report
+    assert champion.metrics["log_loss"] == min(m.metrics["log_loss"] for m in fitted.models)
+    for model in fitted.models:
+        assert model.status == "fitted", model.message
+        assert len(model.calibration) == 10 and len(model.lift) == 10
+        assert model.lift["lift"].iloc[0] > 1.5  # the riskiest decile churns well above average
+        assert model.lift["cumulative_capture"].iloc[-1] == pytest.approx(1.0)
+        assert len(model.drivers)
+    survival = names[SURVIVAL_MODEL].drivers.set_index("feature")
+    assert survival.loc["recency_days", "direction"] == "raises churn"
+    assert survival.loc["recency_days", "effect"] < 1  # longer since the last order: lower purchase hazard
+    records = fitted.registry_records(pd.Timestamp("2025-01-01").to_pydatetime(), "v")
+    assert {r.model for r in records} == {SURVIVAL_MODEL, CLASSIFIER_MODEL}
+    assert all(r.training_end <= AS_OF - timedelta(days=90) for r in records)
+    assert all("calibration" in r.metrics and "lift" in r.metrics for r in records)
+
+
+def test_scores_cover_every_buyer_with_a_risk_tier(fitted, panel):
+    current = panel.features[panel.features["snapshot_date"] == pd.Timestamp(AS_OF)]
+    buyers = set(current.loc[current["frequency"] > 0, "customer_key"])
+    scores = fitted.scores
+    assert set(scores["customer_key"]) == buyers and scores["customer_key"].is_unique
+    assert scores["churn_probability"].between(0, 1).all()
+    assert set(scores["risk_tier"]) <= {"high", "medium", "low"}
+    high = scores.loc[scores["risk_tier"] == "high", "churn_probability"]
+    assert (high >= 0.6).all()
+
+
+def test_nothing_after_the_snapshot_changes_the_model(panel):
+    """Future purchases and future feature rows are never read: the result is identical."""
+    rng = np.random.default_rng(0)
+    keys = panel.features["customer_key"].unique()
+    future_purchases = pd.DataFrame(
+        {
+            "customer_key": rng.choice(keys, 20_000),
+            "purchased_at": pd.Timestamp(AS_OF) + pd.to_timedelta(rng.uniform(0, 200, 20_000), unit="D"),
+        }
+    )
+    future_features = panel.features[panel.features["snapshot_date"] > pd.Timestamp(AS_OF)].copy()
+    future_features["recency_days"] = 0
+    honest = fit_churn(
+        panel.features[panel.features["snapshot_date"] <= pd.Timestamp(AS_OF)], panel.purchases, AS_OF, TINY
+    )
+    tampered = fit_churn(
+        pd.concat([panel.features, future_features]),
+        pd.concat([panel.purchases[["customer_key", "purchased_at"]], future_purchases]),
+        AS_OF,
+        TINY,
+    )
+    assert honest.status == "fitted"
+    pd.testing.assert_frame_equal(tampered.scores, honest.scores)
+    assert [m.metrics for m in tampered.models] == [m.metrics for m in honest.models]
+    # Every training and holdout snapshot had its label window closed by AS_OF.
+    assert max(honest.training_snapshots + honest.holdout_snapshots) <= AS_OF - timedelta(days=90)
+
+
+def test_no_complete_label_window_means_no_scores_and_a_clear_message(panel):
+    early = SNAPSHOTS[5]
+    result = fit_churn(panel.features, panel.purchases, early, TINY)
+    assert result.status == "insufficient_history"
+    assert result.scores.empty and result.champion is None
+    assert "complete 90-day label window" in result.message
+    assert str(SNAPSHOTS[0] + timedelta(days=90)) in result.message
+
+
+def test_weibull_aft_survival_model_works_too(panel):
+    config = dataclasses.replace(TINY, survival_model="weibull_aft")
+    result = fit_churn(panel.features, panel.purchases, AS_OF, config)
+    survival = next(m for m in result.models if m.name == SURVIVAL_MODEL)
+    assert survival.status == "fitted", survival.message
+    assert survival.metrics["auc"] > 0.75
+    assert set(survival.drivers["effect_kind"]) == {"time_ratio_per_sd"}
+
+
+def test_risk_tiers_follow_the_configured_thresholds():
+    config = ChurnConfig()
+    tiers = config.tier_of(np.array([0.95, 0.6, 0.59, 0.3, 0.1, np.nan]))
+    assert list(tiers) == ["high", "high", "medium", "medium", "low", None]
+
+
+def test_config_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "churn.yaml"
+    path.write_text(
+        "version: 1\nhorizon_days: 90\nauc_floor: 0.7\nrisk_tiers:\n  - name: high\n    min_probability: 0.6\n"
+        "  - name: low\ntraining:\n  max_rowz: 10\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_churn_config(path)
+    assert error.value.line == 9 and "max_rowz" in str(error.value) and str(path) in str(error.value)
+    path.write_text(
+        "version: 1\nhorizon_days: 90\nauc_floor: 0.7\nrisk_tiers:\n  - name: low\n    min_probability: 0.2\n"
+        "  - name: high\n"
+        "  - name: x\n"
+    )
+    with pytest.raises(ConfigError, match=r"churn.yaml:7: every tier but the last"):
+        load_churn_config(path)
+
+
+@pytest.fixture(scope="module")
+def generated_world(tmp_path_factory):
+    """The real generator -> raw tables -> the real feature store, with the TRUE key map."""
+    generator = pytest.importorskip("segmentation_platform.synthetic.generator")
+    import duckdb
+
+    from segmentation_platform.contracts import CONTRACTS
+    from segmentation_platform.core import features, warehouse
+
+    out = tmp_path_factory.mktemp("churn_world")
+    generator.generate(
+        out, persons=1_500, start=date(2024, 1, 1), end=date(2025, 3, 31), seed=5, broken_share=0.0
+    )
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA raw")
+    for contract in CONTRACTS.values():
+        if contract.person_ref is None:  # marketing spend: no customers in it
+            continue
+        casts = ", ".join(
+            f"TRY_CAST({warehouse.quote(c.name)} AS {c.duckdb_type}) AS {warehouse.quote(c.name)}"
+            for c in contract.columns
+        )
+        conn.execute(
+            f"CREATE TABLE raw.{contract.name} AS SELECT {casts} FROM read_csv('{out}/landing/{contract.name}/*.csv', "
+            "all_varchar = true, header = true, union_by_name = true)"
+        )
+    conn.execute("CREATE SCHEMA identity")
+    conn.execute(
+        "CREATE TABLE identity.customer_key_map AS SELECT source, source_id, person_id AS customer_key "
+        f"FROM '{out}/ground_truth/identity.parquet'"
+    )
+    snapshots = [date(2024, 6, 3) + timedelta(weeks=2 * i) for i in range(16)]
+    frame = pd.concat(
+        [features.compute_customer_features(conn, s).to_pandas() for s in snapshots], ignore_index=True
+    )
+    purchases = conn.execute(
+        "SELECT k.customer_key, w.ordered_at AS purchased_at FROM raw.web_orders w JOIN identity.customer_key_map k "
+        "ON k.source = 'web_orders' AND k.source_id = w.account_id UNION ALL "
+        "SELECT k.customer_key, p.purchased_at FROM raw.pos_transactions p JOIN identity.customer_key_map k "
+        f"ON k.source = 'pos_transactions' AND k.source_id = ({CONTRACTS['pos_transactions'].person_ref})"
+    ).df()
+    persons = pd.read_parquet(out / "ground_truth" / "persons.parquet")
+    return frame, purchases, persons, snapshots[-1]
+
+
+def test_against_the_generators_ground_truth(generated_world):
+    """Real feature store on generated data: predictions hold up against what really happened."""
+    frame, purchases, persons, as_of = generated_world
+    result = fit_churn(frame, purchases, as_of, FAST)
+    assert result.status == "fitted", result.message
+    scores = result.scores
+    future = label_snapshots(
+        scores[["customer_key", "snapshot_date"]], purchases, pd.Timestamp(as_of) + pd.Timedelta(days=90), 90
+    )
+    realised = future["churned"].to_numpy()
+    assert roc_auc_score(realised, scores["churn_probability"]) >= 0.70
+    assert brier_score_loss(realised, scores["churn_probability"]) < np.mean(
+        (realised - result.base_rate) ** 2
+    )
+    # The latent truth: people who had already dropped out (BG/NBD death) at the snapshot
+    # score higher than people still alive.
+    truth = scores.merge(persons[["person_id", "dropout_date"]], left_on="customer_key", right_on="person_id")
+    dropped_out = (pd.to_datetime(truth["dropout_date"]) <= pd.Timestamp(as_of)).astype(int)
+    assert (
+        truth.loc[dropped_out == 1, "churn_probability"].mean()
+        > truth.loc[dropped_out == 0, "churn_probability"].mean()
+    )
+    assert roc_auc_score(dropped_out, truth["churn_probability"]) > 0.55
