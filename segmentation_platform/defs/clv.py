@@ -47,6 +47,17 @@ VALIDATION_COLUMNS = {
 }
 SANE_PARAMETERS_CHECK = "fitted_parameters_are_finite_and_positive"
 code_version = version_of(CLV_LOGIC_VERSION, CLV_CONFIG)
+# Both CLTV assets: weekly snapshots over the same orders, written one snapshot at a time.
+_SNAPSHOT_MODEL = dict(
+    group_name="models",
+    partitions_def=weekly_snapshots,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb",
+    deps=[*ORDER_SOURCES, KEY_MAP_KEY],
+    owners=[OWNER],
+    kinds={"duckdb", "scipy"},
+    code_version=code_version,
+)
 
 
 def _orders(conn, snapshot) -> pl.DataFrame:
@@ -68,14 +79,7 @@ def _orders(conn, snapshot) -> pl.DataFrame:
         "snapshot; discounted margin over the configured horizon (config/clv.yaml). Both fits "
         "are recorded in models.registry."
     ),
-    group_name="models",
-    partitions_def=weekly_snapshots,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    deps=[*ORDER_SOURCES, KEY_MAP_KEY],
-    owners=[OWNER],
-    kinds={"duckdb", "scipy"},
-    code_version=code_version,
+    **_SNAPSHOT_MODEL,
     metadata=table_metadata(SCORES_TABLE, column_schema(SCORE_COLUMNS)),
     tags={"layer": "models"},
     check_specs=[
@@ -213,14 +217,7 @@ def _empty_scores():
         "repeat purchases in (T - H, T], compare with what happened. Aggregate error %, per-customer "
         "MAE, Spearman rank correlation (metadata and models.registry) and a decile table (this table)."
     ),
-    group_name="models",
-    partitions_def=weekly_snapshots,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    deps=[*ORDER_SOURCES, KEY_MAP_KEY],
-    owners=[OWNER],
-    kinds={"duckdb", "scipy"},
-    code_version=code_version,
+    **_SNAPSHOT_MODEL,
     metadata=table_metadata(VALIDATION_TABLE, column_schema(VALIDATION_COLUMNS)),
     tags={"layer": "models"},
 )
