@@ -223,7 +223,8 @@ def _marketing_members(exports_dir: Path, snapshot: dt.date) -> set[str]:
     if not found:
         raise ResponseError(
             f"no marketing destination under {exports_dir} holds an export of {snapshot}: "
-            "materialize activation/exports for it first"
+            "materialize activation/exports for it first (an export older than a destination's "
+            "retain_exports history is gone)"
         )
     return reached
 
