@@ -214,9 +214,7 @@ def resolve_identities(
     try:
         _adopt_legacy_changelog(conn, catalog, schema)
         previous_map = _previous_key_map(conn, previous_key_map, catalog, schema)
-        changelog_table = (
-            f"{out}.changelog" if _table_exists(conn, catalog, schema, "changelog") else None
-        )
+        changelog_table = f"{out}.changelog" if _table_exists(conn, catalog, schema, "changelog") else None
         record_counts = build_records(conn, catalog, SCRATCH, config, now.date())
         lap("records")
         find_shared_identifiers(conn, SCRATCH, config)
