@@ -23,7 +23,7 @@ Output tables (all replaced on each run unless noted):
   look them up in `identity.match_weights`), model_version.
 - `identity.customer_key_map` — source, source_id, customer_key, assigned_at (when the
   record got its current key).
-- `identity.key_changelog` — APPENDED: changed_at, change_type (new | merge | split |
+- `identity.changelog` — APPENDED: changed_at, change_type (new | merge | split |
   retire), customer_key, previous_keys, retired_keys, n_records, n_records_moved,
   evidence (JSON).
 - `identity.customers` — golden record per customer_key (see identity_golden).
@@ -152,7 +152,7 @@ OUTPUT_TABLES: dict[str, dict[str, str]] = {
         "model_version": "VARCHAR",
     },
     "customer_key_map": {k: v for k, v in KEY_MAP_COLUMNS.items() if k != "record_id"},
-    "key_changelog": CHANGELOG_COLUMNS,
+    "changelog": CHANGELOG_COLUMNS,
     "customers": CUSTOMER_COLUMNS,
     "review_flags": REVIEW_FLAG_COLUMNS,
     "identifiers": IDENTIFIER_COLUMNS,
@@ -212,10 +212,9 @@ def resolve_identities(
     conn.execute(f"ATTACH ':memory:' AS {SCRATCH}")
     previous_memory_limit = _apply_memory_limit(conn, config.runtime.duckdb_memory_limit)
     try:
+        _adopt_legacy_changelog(conn, catalog, schema)
         previous_map = _previous_key_map(conn, previous_key_map, catalog, schema)
-        changelog_table = (
-            f"{out}.key_changelog" if _table_exists(conn, catalog, schema, "key_changelog") else None
-        )
+        changelog_table = f"{out}.changelog" if _table_exists(conn, catalog, schema, "changelog") else None
         record_counts = build_records(conn, catalog, SCRATCH, config, now.date())
         lap("records")
         find_shared_identifiers(conn, SCRATCH, config)
@@ -290,6 +289,15 @@ def _table_exists(conn: duckdb.DuckDBPyConnection, catalog: str, schema: str, ta
     )
 
 
+def _adopt_legacy_changelog(conn: duckdb.DuckDBPyConnection, catalog: str, schema: str) -> None:
+    """Warehouses written before the asset was renamed hold the log as `key_changelog`: keep
+    its history (it is what stops retired keys from being issued again) under the new name."""
+    if _table_exists(conn, catalog, schema, "key_changelog") and not _table_exists(
+        conn, catalog, schema, "changelog"
+    ):
+        conn.execute(f'ALTER TABLE "{catalog}"."{schema}".key_changelog RENAME TO changelog')
+
+
 def _previous_key_map(conn, previous_key_map, catalog: str, schema: str) -> str | None:
     if previous_key_map is None:
         return None
@@ -338,8 +346,8 @@ def _write_outputs(
             ORDER BY l.record_id_l, l.record_id_r, l.link_type""",
         f"""CREATE OR REPLACE TABLE {out}.customer_key_map AS
             SELECT source, source_id, customer_key, assigned_at FROM {s}.key_map ORDER BY source, source_id""",
-        f"CREATE TABLE IF NOT EXISTS {out}.key_changelog ({_columns_sql(CHANGELOG_COLUMNS)})",
-        f"INSERT INTO {out}.key_changelog BY NAME SELECT * FROM {s}.changelog ORDER BY change_type, customer_key",
+        f"CREATE TABLE IF NOT EXISTS {out}.changelog ({_columns_sql(CHANGELOG_COLUMNS)})",
+        f"INSERT INTO {out}.changelog BY NAME SELECT * FROM {s}.changelog ORDER BY change_type, customer_key",
         f"CREATE OR REPLACE TABLE {out}.customers AS SELECT * FROM {s}.customers",
         f"""CREATE OR REPLACE TABLE {out}.identifiers AS
             SELECT r.source, r.source_id, i.id_type, i.value, coalesce(g.n_records, 1) AS n_records_sharing,

@@ -2,7 +2,7 @@
 
 Cumulative (unpartitioned): each run resolves all person records loaded so far, keeps
 the previous run's keys (oldest key survives a merge, a split mints a new one) and
-appends every change to `identity.key_changelog`.
+appends every change to `identity.changelog`.
 """
 
 from datetime import UTC, datetime
@@ -25,7 +25,7 @@ DESCRIPTIONS = {
     "probabilistic Splink links with match probability and the comparison levels behind them.",
     "customer_key_map": "source, source_id -> customer_key. Keys are stable across runs: the oldest key "
     "survives a merge, a split mints a new key.",
-    "key_changelog": "Append-only log of every new key, merge, split and retirement with its evidence.",
+    "changelog": "Append-only log of every new key, merge, split and retirement with its evidence.",
     "customers": "Golden record per customer_key by survivorship (most trusted / recent / complete source per "
     "field), first seen, sources present, consent status.",
     "review_flags": "Clusters the over-merge guard split or flagged (size cap, conflicting birth dates, ...).",
@@ -155,7 +155,7 @@ def _unexplained_key_changes(conn, previous, key_map: str, now: datetime) -> int
             JOIN {key_map} c USING (source, source_id)
             WHERE p.customer_key <> c.customer_key
               AND c.customer_key NOT IN (
-                  SELECT customer_key FROM {SCHEMA}.key_changelog
+                  SELECT customer_key FROM {SCHEMA}.changelog
                   WHERE changed_at = ? AND change_type IN ('merge', 'split', 'new')
               )
             """,

@@ -2,8 +2,8 @@
 
 Every renderer works on whole columns (one entry per record) so that noise costs the same
 for a thousand or a million records. The noise is the kind identity resolution must
-survive: nicknames, typos, case and whitespace in emails, many phone formats of one
-number, abbreviated street types.
+survive: nicknames, typos in names, mailboxes and street names, case and whitespace in
+emails, many phone formats of one number, abbreviated street types.
 """
 
 import numpy as np
@@ -64,7 +64,7 @@ def last_names(
     return pl.select(pl.when(upper).then(names.str.to_uppercase()).otherwise(names)).to_series()
 
 
-def with_typos(values: pl.Series, rng: np.random.Generator, share: float) -> pl.Series:
+def with_typos(values: pl.Series, rng: np.random.Generator, share: float | np.ndarray) -> pl.Series:
     """Replace a share of the values by a one-keystroke mistake (swap, drop, double, neighbour)."""
     chosen = np.flatnonzero(rng.random(len(values)) < share)
     if len(chosen) == 0:
@@ -163,6 +163,13 @@ def emails(
     return frame.select(variant.alias("email")).to_series()
 
 
+def mistyped_emails(canonical: pl.Series, rng: np.random.Generator, share: float | np.ndarray) -> pl.Series:
+    """A one-keystroke slip in the mailbox name of a share of hand-typed addresses."""
+    parts = canonical.str.split_exact("@", 1).struct.unnest()
+    local = with_typos(parts["field_0"], rng, share)
+    return pl.select(pl.concat_str([local, pl.lit("@"), parts["field_1"]])).to_series().alias(canonical.name)
+
+
 def addresses(
     number: np.ndarray,
     street: np.ndarray,
@@ -170,15 +177,17 @@ def addresses(
     unit: np.ndarray,
     rng: np.random.Generator,
     abbreviated_share: float = 0.45,
+    typo_share: float = 0.0,
 ) -> pl.Series:
-    """Street lines with abbreviated types and unit spellings ("Apt 4", "#4", ", Apt 4", "Unit 4")."""
+    """Street lines with abbreviated types, unit spellings ("Apt 4", "#4", ", Apt 4", "Unit 4")
+    and, in a share of them, a one-keystroke slip in the street name."""
     n = len(number)
     abbreviated = rng.random(n) < abbreviated_share
     unit_style = rng.integers(0, 4, size=n)
     frame = pl.DataFrame(
         {
             "n": pl.Series(number, dtype=pl.Int64).cast(pl.String),
-            "street": STREET_NAME_VOCABULARY.gather(street),
+            "street": with_typos(STREET_NAME_VOCABULARY.gather(street), rng, typo_share),
             "type": pl.select(
                 pl.when(pl.Series(abbreviated))
                 .then(STREET_TYPE_SHORT.gather(street_type))

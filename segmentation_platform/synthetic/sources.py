@@ -26,6 +26,12 @@ from segmentation_platform.synthetic.population import (
 
 PRE_DROPOUT_DAYS = 42  # engagement and satisfaction fall in the weeks before dropout
 TICKET_PRE_DROPOUT_DAYS = 60
+# Hand-typed details carry one-keystroke slips: street names in CRM forms and checkouts, and
+# emails a clerk edits into a contact or a second web account holds. A sign-up address is
+# confirmed by a link sent to it, so it is never mistyped. A mistyped mailbox links nothing
+# by itself: such records join their person only on the other evidence.
+TYPED_EMAIL_TYPO_SHARE = 0.03
+TYPED_ADDRESS_TYPO_SHARE = 0.03
 CHANNEL_NAMES = pl.Series("channel", [c.name for c in CHANNELS], dtype=pl.String)
 CATEGORY_NAMES = pl.Series("category", [c for c, _, _ in CATEGORIES], dtype=pl.String)
 CATEGORY_MARGINS = np.array([m for _, m, _ in CATEGORIES])
@@ -169,7 +175,9 @@ def _person_email(
     ).to_series()
 
 
-def _person_address(world: World, person: np.ndarray, rng: np.random.Generator) -> pl.Series:
+def _person_address(
+    world: World, person: np.ndarray, rng: np.random.Generator, typo_share: float = 0.0
+) -> pl.Series:
     p = world.population
     return pii.addresses(
         p.col("house_number")[person],
@@ -177,6 +185,7 @@ def _person_address(world: World, person: np.ndarray, rng: np.random.Generator) 
         p.col("street_type")[person],
         p.col("unit")[person],
         rng,
+        typo_share=typo_share,
     )
 
 
@@ -220,12 +229,25 @@ def create_loyalty(world: World) -> None:
     world.loyalty = loyalty.with_columns(sequential_ids("L", loyalty.height, 9).alias("loyalty_id"))
 
 
+def _loyalty_issued(world: World) -> np.ndarray:
+    """Per person: when their loyalty card was issued (int64 max: never)."""
+    issued = np.full(world.population.size, np.iinfo(np.int64).max, dtype=np.int64)
+    issued[world.loyalty.get_column("person").to_numpy()] = world.loyalty.get_column("issued_ts").to_numpy()
+    return issued
+
+
 def create_contacts(world: World) -> None:
-    """CRM contacts for 70% of people; 6% of those get a second, duplicate contact later on."""
+    """CRM contacts for 70% of people and every loyalty member; 6% get a second, duplicate one.
+
+    Loyalty enrolment registers the member in the CRM (the card is issued against a contact),
+    so a member's contact exists no later than a few minutes after the card.
+    """
     rng = world.rng("contacts")
     n = world.population.size
     acquisition = world.acquisition_ts
-    has_contact = rng.random(n) < 0.70
+    issued = _loyalty_issued(world)
+    member = issued < world.end_ts
+    has_contact = (rng.random(n) < 0.70) | member
     person = np.flatnonzero(has_contact)
     at_acquisition = rng.random(len(person)) < 0.6
     later = _during_hours(
@@ -237,6 +259,8 @@ def create_contacts(world: World) -> None:
     created = np.where(
         at_acquisition, acquisition[person] + rng.integers(60, 7_200, size=len(person)), later
     ).astype(np.int64)
+    enrolment = np.minimum(issued[person], world.end_ts) + rng.integers(60, 1_800, size=len(person))
+    created = np.where(member[person], np.minimum(created, enrolment), created)
     duplicate = rng.random(len(person)) < 0.06
     duplicate_person = person[duplicate]
     duplicate_created = _during_hours(
@@ -305,7 +329,8 @@ def email_events(world: World) -> pl.DataFrame:
     subscribed, subscribed_ts = subscribed[order], subscribed_ts[order]
     n_subscribers = len(subscribed)
     legacy = rng.random(n_subscribers) < 0.08
-    canonical = _person_email(world, subscribed, rng, work_share=0.15)
+    # People subscribe with the address they gave the shop (account, contact, loyalty form).
+    canonical = _person_email(world, subscribed, rng, work_share=0.0)
     stored = pii.emails(canonical, rng, capitalised_share=0.05, upper_share=0.01, padded_share=0.0)
     subscriber_id = pii.mask(sequential_ids("SUB", n_subscribers, 7), ~legacy)
     open_propensity = rng.beta(2.0, 5.5, size=n_subscribers)
@@ -434,11 +459,19 @@ def crm_contacts(world: World) -> pl.DataFrame:
         & (rng.random(n_contacts) < 0.7)
         & (sync_ts < world.end_ts)
     )
+    # Loyalty enrolment of a person who already was a contact writes the card to the contact.
+    loyalty_issued = _loyalty_issued(world)
+    enrol_ts = np.minimum(loyalty_issued[contact_person], world.end_ts) + rng.integers(
+        60, 1_800, size=n_contacts
+    )
+    enrols = is_primary & (loyalty_issued[contact_person] > created) & (enrol_ts < world.end_ts)
     versions = (
         pl.DataFrame(
             {
-                "contact": np.concatenate([np.arange(n_contacts), update_contact, np.flatnonzero(syncs)]),
-                "_ts": np.concatenate([created, update_ts, sync_ts[syncs]]),
+                "contact": np.concatenate(
+                    [np.arange(n_contacts), update_contact, np.flatnonzero(syncs), np.flatnonzero(enrols)]
+                ),
+                "_ts": np.concatenate([created, update_ts, sync_ts[syncs], enrol_ts[enrols]]),
             }
         )
         .filter(pl.col("_ts") < world.end_ts)
@@ -461,9 +494,8 @@ def crm_contacts(world: World) -> pl.DataFrame:
     loyalty_id = pl.Series([None] * p.size, dtype=pl.String).scatter(
         loyalty.get_column("person").to_numpy(), loyalty.get_column("loyalty_id")
     )
-    loyalty_issued = np.full(p.size, np.iinfo(np.int64).max, dtype=np.int64)
-    loyalty_issued[loyalty.get_column("person").to_numpy()] = loyalty.get_column("issued_ts").to_numpy()
-    records_loyalty = (rng.random(n_contacts) < 0.6)[contact] & (ts >= loyalty_issued[person])
+    # The member's own contact always shows the card once issued; a duplicate contact sometimes.
+    records_loyalty = (is_primary | (rng.random(n_contacts) < 0.6))[contact] & (ts >= loyalty_issued[person])
 
     first_accounts = world.accounts.filter(pl.col("slot") == 0)
     account_id = pl.Series([None] * p.size, dtype=pl.String).scatter(
@@ -488,18 +520,28 @@ def crm_contacts(world: World) -> pl.DataFrame:
         ).dt.strftime("%Y-%m-%d")
     ).to_series()
 
-    email = pii.emails(
-        _person_email(world, person, rng, work_share=np.where(primary, 0.2, 0.45), alternate_share=0.15), rng
+    # The sign-up form that creates a contact asks for the person's own email and mobile;
+    # later edits may switch to a work or older address, a household landline, or drop them.
+    creation = primary & (ts == created[contact])
+    canonical_email = _person_email(
+        world,
+        person,
+        rng,
+        work_share=np.where(creation, 0.0, np.where(primary, 0.2, 0.45)),
+        alternate_share=np.where(creation, 0.0, 0.15),
     )
+    email = pii.emails(pii.mistyped_emails(canonical_email, rng, TYPED_EMAIL_TYPO_SHARE * ~creation), rng)
     channel = pii.mask(CHANNEL_NAMES.gather(p.col("channel")[person]), primary | (rng.random(m) < 0.5))
     return versions.select(
         contacts.get_column("contact_id").gather(contact).alias("contact_id"),
         timestamp_text(pl.col("_ts"), world.start_epoch).alias("updated_at"),
         pii.first_names(p.col("given")[person], rng, 0.10, 0.02).alias("first_name"),
         pii.last_names(p.col("last")[person], rng, 0.02, 0.02).alias("last_name"),
-        pii.mask(email, rng.random(m) < 0.92).alias("email"),
-        pii.mask(_person_phone(world, person, rng, 0.15), rng.random(m) < 0.8).alias("phone"),
-        _person_address(world, person, rng).alias("address"),
+        pii.mask(email, creation | (rng.random(m) < 0.92)).alias("email"),
+        pii.mask(
+            _person_phone(world, person, rng, np.where(creation, 0.0, 0.15)), creation | (rng.random(m) < 0.8)
+        ).alias("phone"),
+        _person_address(world, person, rng, TYPED_ADDRESS_TYPO_SHARE).alias("address"),
         pii.mask(p.frame.get_column("postcode").gather(person), rng.random(m) < 0.97).alias("postcode"),
         pii.mask(birth_text, birth_known).alias("birth_date"),
         pii.mask(loyalty_id.gather(person), records_loyalty).alias("loyalty_id"),
@@ -555,9 +597,11 @@ def web_orders(world: World) -> pl.DataFrame:
         "account_id",
         pii.first_names(p.col("given")[account_person], rng, 0.15, 0.02).alias("first_name"),
         pii.last_names(p.col("last")[account_person], rng, 0.015, 0.01).alias("last_name"),
-        pii.emails(email, rng).alias("email"),
+        pii.emails(pii.mistyped_emails(email, rng, TYPED_EMAIL_TYPO_SHARE * (account_slot > 0)), rng).alias(
+            "email"
+        ),
         pii.mask(_person_phone(world, account_person, rng, 0.1), rng.random(n_accounts) < 0.7).alias("phone"),
-        _person_address(world, account_person, rng).alias("address"),
+        _person_address(world, account_person, rng, TYPED_ADDRESS_TYPO_SHARE).alias("address"),
         pii.mask(frame.get_column("postcode").gather(account_person), rng.random(n_accounts) < 0.97).alias(
             "postcode"
         ),
@@ -619,7 +663,13 @@ def pos_transactions(world: World) -> pl.DataFrame:
     has_card[loyalty.get_column("person").to_numpy()] = True
     first_store_purchase = np.r_[True, person[1:] != person[:-1]]
     shows_card = has_card[person] & (first_store_purchase | (rng.random(n) < 0.9))
-    gives_phone = ~shows_card & (rng.random(n) < np.where(has_card[person], 0.10, 0.22))
+    # Without the card the till finds a customer by the mobile on their CRM contact: someone
+    # the CRM does not know yet stays anonymous unless they ask for an e-receipt.
+    primary = world.contacts.filter(pl.col("slot") == 0)
+    contact_created = np.full(p.size, np.iinfo(np.int64).max, dtype=np.int64)
+    contact_created[primary.get_column("person").to_numpy()] = primary.get_column("created_ts").to_numpy()
+    registered = ts >= contact_created[person]
+    gives_phone = ~shows_card & registered & (rng.random(n) < np.where(has_card[person], 0.10, 0.22))
     gives_email = rng.random(n) < np.where(shows_card, 0.05, 0.12)
     home = p.col("home_store")[person]
     store_index = np.where(rng.random(n) < 0.85, home, rng.integers(0, N_STORES, size=n))
@@ -630,8 +680,9 @@ def pos_transactions(world: World) -> pl.DataFrame:
             "store": store_index,
             "amount_cents": purchases.amount_cents[store],
             "loyalty_id": pii.mask(loyalty_id.gather(person), shows_card),
-            "phone": pii.mask(_person_phone(world, person, rng, 0.2), gives_phone),
-            "email": pii.mask(pii.emails(_person_email(world, person, rng, 0.1), rng), gives_email),
+            # The till looks customers up by their own mobile and sends e-receipts to their own email.
+            "phone": pii.mask(_person_phone(world, person, rng, 0.0), gives_phone),
+            "email": pii.mask(pii.emails(_person_email(world, person, rng, 0.0), rng), gives_email),
             **basket,
             "_person": person,
             "_seq": np.flatnonzero(store),
@@ -729,7 +780,9 @@ def support_tickets(world: World) -> pl.DataFrame:
     contact_created[primary.get_column("person").to_numpy()] = primary.get_column("created_ts").to_numpy()
     uses_contact = (ts >= contact_created[person]) & (rng.random(m) < 0.6)
     uses_email = ~uses_contact | (rng.random(m) < 0.85)
-    email = pii.emails(_person_email(world, person, rng, work_share=0.25), rng)
+    # Customers write from the address the shop knows; a work address only where the agent
+    # also attached the contact.
+    email = pii.emails(_person_email(world, person, rng, work_share=np.where(uses_contact, 0.25, 0.0)), rng)
     return tickets.select(
         sequential_ids("T", m, 8).alias("ticket_id"),
         timestamp_text(pl.col("_ts"), world.start_epoch).alias("created_at"),

@@ -359,7 +359,7 @@ def test_known_customers_household_apart_and_emails_joined(conn):
     )
     assert jose["first_seen_at"] == pd.Timestamp("2024-02-01")
 
-    changes = conn.execute("SELECT change_type, count(*) FROM identity.key_changelog GROUP BY 1").fetchall()
+    changes = conn.execute("SELECT change_type, count(*) FROM identity.changelog GROUP BY 1").fetchall()
     assert changes == [("new", len(found))]
 
 
@@ -398,12 +398,12 @@ def test_rerun_on_unchanged_input_changes_no_key(conn):
     household_and_movers(conn)
     resolve_identities(conn, now=NOW)
     before = conn.execute("SELECT * FROM identity.customer_key_map").df()
-    changelog_rows = conn.execute("SELECT count(*) FROM identity.key_changelog").fetchall()[0][0]
+    changelog_rows = conn.execute("SELECT count(*) FROM identity.changelog").fetchall()[0][0]
     again = resolve_identities(conn, now=NOW + dt.timedelta(days=1))
     after = conn.execute("SELECT * FROM identity.customer_key_map").df()
     pd.testing.assert_frame_equal(before, after)  # assigned_at included: keys were not re-issued
     assert compare_key_maps(conn, before, after).passed
-    assert conn.execute("SELECT count(*) FROM identity.key_changelog").fetchall()[0][0] == changelog_rows
+    assert conn.execute("SELECT count(*) FROM identity.changelog").fetchall()[0][0] == changelog_rows
     assert not any(k.startswith("keys_") for k in again.metrics)
 
 
@@ -447,7 +447,7 @@ def test_bridge_merges_to_oldest_key_and_split_mints_new_key(conn):
     resolve_identities(conn, now=NOW + dt.timedelta(days=1))
     assert set(keys_by_record(conn).values()) == {crm_key}
     merge = conn.execute(
-        "SELECT customer_key, previous_keys, retired_keys, n_records, evidence FROM identity.key_changelog "
+        "SELECT customer_key, previous_keys, retired_keys, n_records, evidence FROM identity.changelog "
         "WHERE change_type = 'merge'"
     ).fetchall()
     assert len(merge) == 1
@@ -464,20 +464,33 @@ def test_bridge_merges_to_oldest_key_and_split_mints_new_key(conn):
     new_key = split[("crm_contacts", "K1")]
     assert new_key > web_key  # retired keys are never reissued
     rows = conn.execute(
-        "SELECT customer_key, previous_keys FROM identity.key_changelog WHERE change_type = 'split'"
+        "SELECT customer_key, previous_keys FROM identity.changelog WHERE change_type = 'split'"
     ).fetchall()
     assert rows == [(new_key, [crm_key])]
     assert conn.execute(
-        "SELECT count(*) FROM identity.key_changelog WHERE change_type = 'retire'"
+        "SELECT count(*) FROM identity.changelog WHERE change_type = 'retire'"
     ).fetchall() == [(0,)]
 
     # Source records that vanish retire their key.
     conn.execute("DELETE FROM raw.crm_contacts")
     resolve_identities(conn, now=NOW + dt.timedelta(days=3))
     retired_rows = conn.execute(
-        "SELECT customer_key FROM identity.key_changelog WHERE change_type = 'retire'"
+        "SELECT customer_key FROM identity.changelog WHERE change_type = 'retire'"
     ).fetchall()
     assert retired_rows == [(new_key,)]
+
+
+def test_changelog_of_a_warehouse_from_before_the_rename_is_kept(conn):
+    household_and_movers(conn)
+    resolve_identities(conn, now=NOW)
+    logged = conn.execute("SELECT count(*) FROM identity.changelog").fetchall()[0][0]
+    assert logged > 0
+    conn.execute("ALTER TABLE identity.changelog RENAME TO key_changelog")  # the old asset name
+    conn.execute("DELETE FROM raw.crm_contacts")
+    resolve_identities(conn, now=NOW + dt.timedelta(days=1))
+    tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "key_changelog" not in tables
+    assert conn.execute("SELECT count(*) FROM identity.changelog").fetchall()[0][0] > logged
 
 
 def test_previous_key_map_can_be_passed_in(conn):
@@ -600,9 +613,11 @@ def test_accuracy_metrics_from_cluster_sizes():
 # --- against the synthetic generator's ground truth -------------------------------------------
 
 
-def load_landing(conn, landing: Path) -> None:
-    """Landing CSVs into typed raw tables, dropping rows that do not parse (a stand-in for ingestion)."""
+def load_landing(conn, landing: Path, days=None) -> None:
+    """Landing CSVs (of `days` only, when given) into typed raw tables, dropping rows that do
+    not parse (a stand-in for ingestion)."""
     for source in PERSON_SOURCES:
+        files = sorted(str(f) for f in (landing / source).glob("*.csv") if days is None or f.stem in days)
         contract = CONTRACTS[source]
         typed = ", ".join(
             f'NULLIF("{c.name}", \'\') AS "{c.name}"'
@@ -613,33 +628,59 @@ def load_landing(conn, landing: Path) -> None:
         required = " AND ".join(f'"{c}" IS NOT NULL' for c in contract.required_columns)
         conn.execute(
             f"INSERT INTO raw.{source} BY NAME SELECT * FROM (SELECT {typed} FROM read_csv("
-            f"'{landing / source}/*.csv', header = true, all_varchar = true, ignore_errors = true)) WHERE {required}"
+            f"{files!r}, header = true, all_varchar = true, ignore_errors = true)) WHERE {required}"
         )
 
 
 def test_accuracy_against_generator_ground_truth(conn, tmp_path: Path):
     generator = pytest.importorskip("segmentation_platform.synthetic.generator")
     generator.generate(tmp_path, 2000, dt.date(2024, 1, 1), dt.date(2024, 12, 31), seed=7)
-    load_landing(conn, tmp_path / "landing")
     conn.execute(
         f"CREATE TABLE truth AS SELECT * FROM read_parquet('{tmp_path}/ground_truth/identity.parquet')"
     )
+    last_day = "2024-12-31"
+    days = {p.stem for p in (tmp_path / "landing" / "web_orders").glob("*.csv")} - {last_day}
+    load_landing(conn, tmp_path / "landing", days)
+    resolve_identities(conn, now=NOW)
+    keys_before = keys_by_record(conn)
 
-    result = resolve_identities(conn, now=NOW)
+    # One more day of data: every record seen before keeps its key unless this run logged
+    # the merge (or split) that moved it, naming the old key.
+    load_landing(conn, tmp_path / "landing", {last_day})
+    result = resolve_identities(conn, now=NOW + dt.timedelta(days=1))
     assert result.metrics["model_trained"] and all(check.passed for check in result.checks.values())
+    keys_after = keys_by_record(conn)
+    assert len(keys_after) > len(keys_before)
+    logged = conn.execute(
+        "SELECT customer_key, unnest(previous_keys) FROM identity.changelog "
+        "WHERE changed_at = ? AND change_type IN ('merge', 'split')",
+        [NOW + dt.timedelta(days=1)],
+    ).fetchall()
+    moved = {(old, keys_after[record]) for record, old in keys_before.items() if keys_after[record] != old}
+    assert moved <= {(old, new) for new, old in logged}
+    assert sum(keys_after[r] == k for r, k in keys_before.items()) >= 0.99 * len(keys_before)
     measured = clustering_accuracy(conn, "identity.customer_key_map", "truth")
     ceiling = evidence_ceiling(conn, "truth")
     print(json.dumps({"measured": measured, "ceiling": ceiling}, indent=1))
-    assert measured["pairwise_precision"] >= 0.995
-    assert measured["bcubed_precision"] >= 0.995
-    # Absolute recall is bounded by what the data lets anyone join (~0.85 pairwise here:
-    # loyalty cards no system references, work emails used once...): judge it against that.
-    assert measured["pairwise_recall"] >= 0.99 * ceiling["pairwise_recall"]
-    assert measured["bcubed_recall"] >= 0.99 * ceiling["bcubed_recall"]
+    # The issue's bar: pairwise precision >= 0.995 and recall >= 0.99, B-cubed alike.
+    assert measured["pairwise_precision"] >= 0.995 and measured["bcubed_precision"] >= 0.995
+    assert measured["pairwise_recall"] >= 0.99 and measured["bcubed_recall"] >= 0.99
+    # What is missed is (almost) only what no evidence joins (a subscriber whose address was
+    # mistyped everywhere else): recall stays within 0.5% of the evidence ceiling.
+    assert measured["pairwise_recall"] >= 0.995 * ceiling["pairwise_recall"]
+    assert measured["bcubed_recall"] >= 0.995 * ceiling["bcubed_recall"]
+    # The matcher has real work: identifiers alone (shared email/phone/loyalty id and
+    # cross-references) leave pairs apart that only the probabilistic model joins.
+    links = dict(
+        conn.execute(
+            "SELECT link_type = 'probabilistic', count(*) FROM identity.links WHERE accepted GROUP BY 1"
+        ).fetchall()
+    )
+    assert links[True] > 0.1 * links[False]
 
     # Re-training on unchanged data reproduces the model byte for byte, so no key moves.
     before = conn.execute("SELECT * FROM identity.customer_key_map").df()
-    again = resolve_identities(conn, now=NOW + dt.timedelta(days=1))
+    again = resolve_identities(conn, now=NOW + dt.timedelta(days=2))
     assert again.model_version == result.model_version
     assert compare_key_maps(conn, before, "identity.customer_key_map").passed
 
@@ -647,8 +688,11 @@ def test_accuracy_against_generator_ground_truth(conn, tmp_path: Path):
         "SELECT count(DISTINCT comparison), count(*) FROM identity.match_weights"
     ).fetchall()[0]
     assert weights[0] == 7 and weights[1] > 15  # six comparisons + the prior
-    model = conn.execute("SELECT model_version, settings_json FROM identity.model").fetchall()
-    assert model[0][0] == result.model_version and json.loads(model[0][1])["link_type"] == "dedupe_only"
+    model = conn.execute(
+        "SELECT model_version, settings_json FROM identity.model ORDER BY created_at"
+    ).fetchall()
+    assert len(model) == 2  # trained before and after the new day; the unchanged re-run adds none
+    assert model[-1][0] == result.model_version and json.loads(model[-1][1])["link_type"] == "dedupe_only"
     evidence = conn.execute(
         "SELECT evidence FROM identity.links WHERE link_type = 'probabilistic' AND accepted LIMIT 1"
     ).fetchall()[0][0]

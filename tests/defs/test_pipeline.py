@@ -103,7 +103,7 @@ def test_rerunning_identity_and_snapshots_changes_no_table(resolved):
                 for r in conn.execute(
                     "SELECT table_schema || '.' || table_name FROM information_schema.tables "
                     "WHERE table_schema IN ('identity', 'features', 'segments') AND table_name NOT IN "
-                    "('key_changelog', 'model', 'match_weights', 'review_flags', 'changelog', 'profiles')"
+                    "('model', 'match_weights', 'review_flags', 'changelog', 'profiles')"
                 ).fetchall()
             ]
             return {name: table_checksum(conn, name, exclude=volatile) for name in names}
