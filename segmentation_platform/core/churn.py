@@ -636,7 +636,9 @@ def evaluate(
     rows, y, weight = as_weighted(label)
     both_classes = 0 < label.sum() < len(label)
     metrics = {
-        "auc": float(roc_auc_score(y, probability[rows], sample_weight=weight)) if both_classes else float("nan"),
+        "auc": float(roc_auc_score(y, probability[rows], sample_weight=weight))
+        if both_classes
+        else float("nan"),
         "brier": float(brier_score_loss(y, probability[rows], sample_weight=weight)),
         "base_rate_brier": float(np.average((y - base_rate) ** 2, weights=weight)),
         "log_loss": float(log_loss(y, probability[rows], sample_weight=weight, labels=[0, 1])),

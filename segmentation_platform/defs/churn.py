@@ -26,7 +26,11 @@ KEY_MAP_KEY = dg.AssetKey(["identity", "customer_key_map"])
 SCORES_KEY = dg.AssetKey(["models", "churn_scores"])
 DRIVERS_KEY = dg.AssetKey(["models", "churn_drivers"])
 # Labels need the purchase log itself (what happened after each past snapshot), not only features.
-UPSTREAM = [FEATURES_KEY, KEY_MAP_KEY, *(dg.AssetKey(["raw", c.name]) for c in (WEB_ORDERS, POS_TRANSACTIONS))]
+UPSTREAM = [
+    FEATURES_KEY,
+    KEY_MAP_KEY,
+    *(dg.AssetKey(["raw", c.name]) for c in (WEB_ORDERS, POS_TRANSACTIONS)),
+]
 FEATURES_TABLE = "features.customer_features"
 KEY_MAP_TABLE = "identity.customer_key_map"
 SCORES_TABLE = "models.churn_scores"

@@ -65,7 +65,9 @@ def test_label_weighs_the_silence_after_the_snapshot_by_the_purchase_rate():
     silent_if_alive = {"d": (200 / 320) ** 2, "e": (20 / 140) ** 2}
     for key, s in silent_if_alive.items():
         assert labels.loc[key, "churned"] == pytest.approx(0.5 / (0.5 + 0.5 * s))
-    assert 0.5 < labels.loc["d", "churned"] < labels.loc["e", "churned"] < 1.0  # a fast buyer's silence says more
+    assert (
+        0.5 < labels.loc["d", "churned"] < labels.loc["e", "churned"] < 1.0
+    )  # a fast buyer's silence says more
     assert labels.loc["f", "churned"] == 0.0  # no repeat purchase: BG/NBD has no dropout yet
     assert labels.loc["b", "duration_days"] == pytest.approx(90.0)
     assert labels.loc["d", "duration_days"] == pytest.approx(120.0)  # censored at as_of
@@ -254,7 +256,9 @@ def test_against_the_generators_ground_truth(generated_world):
     champion = result.champion_report
     assert champion.metrics["auc"] >= 0.80
     assert champion.metrics["brier"] < champion.metrics["base_rate_brier"]
-    truth = result.scores.merge(persons[["person_id", "dropout_date"]], left_on="customer_key", right_on="person_id")
+    truth = result.scores.merge(
+        persons[["person_id", "dropout_date"]], left_on="customer_key", right_on="person_id"
+    )
     assert len(truth) == len(result.scores) > 2_000
     dropped_out = (pd.to_datetime(truth["dropout_date"]) <= pd.Timestamp(as_of)).to_numpy(dtype=int)
     assert 0.15 < dropped_out.mean() < 0.4
