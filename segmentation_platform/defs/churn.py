@@ -15,14 +15,13 @@ from dagster_duckdb import DuckDBResource
 from segmentation_platform.contracts import POS_TRANSACTIONS, WEB_ORDERS
 from segmentation_platform.core import churn, features, warehouse
 from segmentation_platform.core.registry import record_models
+from segmentation_platform.defs.features import FEATURES_KEY, FEATURES_TABLE, KEY_MAP_KEY
 from segmentation_platform.defs.metadata import OWNER, column_schema, table_metadata, version_of
 from segmentation_platform.defs.partitions import snapshot_dates, weekly_snapshots
 
 CHURN_CONFIG = churn.load_churn_config()
 CODE_VERSION = version_of(churn.LOGIC_VERSION, CHURN_CONFIG)
 
-FEATURES_KEY = dg.AssetKey(["features", "customer_features"])
-KEY_MAP_KEY = dg.AssetKey(["identity", "customer_key_map"])
 SCORES_KEY = dg.AssetKey(["models", "churn_scores"])
 DRIVERS_KEY = dg.AssetKey(["models", "churn_drivers"])
 # Labels need the purchase log itself (what happened after each past snapshot), not only features.
@@ -31,8 +30,6 @@ UPSTREAM = [
     KEY_MAP_KEY,
     *(dg.AssetKey(["raw", c.name]) for c in (WEB_ORDERS, POS_TRANSACTIONS)),
 ]
-FEATURES_TABLE = "features.customer_features"
-KEY_MAP_TABLE = "identity.customer_key_map"
 SCORES_TABLE = "models.churn_scores"
 DRIVERS_TABLE = "models.churn_drivers"
 
@@ -78,7 +75,7 @@ def load_purchases(conn, customer_keys: pd.Series, since: date, cutoff: date) ->
     empty = pd.DataFrame(
         {"customer_key": pd.Series(dtype=object), "purchased_at": pd.Series(dtype="datetime64[us]")}
     )
-    if not warehouse.table_exists(conn, KEY_MAP_TABLE) or customer_keys.empty:
+    if not warehouse.table_exists(conn, features.KEY_MAP_TABLE) or customer_keys.empty:
         return empty
     conn.register("_churn_keys", pd.DataFrame({"customer_key": customer_keys.drop_duplicates().to_numpy()}))
     try:
