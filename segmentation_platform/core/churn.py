@@ -20,8 +20,10 @@ Two models compete on a time-based holdout (the latest complete snapshot):
 - survival: lifelines Cox PH (or Weibull AFT) on time to next purchase, censored at the
   cut-off; P(churn) = S(t_max | x), the plateau of the survival curve at the longest
   follow-up seen in training (people who never buy again are the plateau).
-- classifier: HistGradientBoosting + CalibratedClassifierCV on the posterior labels (each
-  row once as churned with weight p, once as not with weight 1 - p).
+- classifier: gradient boosting regressing the posterior labels (squared error: its
+  optimum is P(churned | x)), calibrated on out-of-fold predictions.
+
+Metrics count each holdout row once as churned with weight p and once as not with 1 - p.
 
 Inputs: the feature store's columns plus BG/NBD signals (P(alive), expected purchases over
 H, recency/age ratio) and email trends. The champion (lowest holdout log-loss against the
