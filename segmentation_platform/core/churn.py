@@ -1,20 +1,36 @@
-"""Churn propensity: the probability that a buyer makes no purchase in the next H days.
+"""Churn propensity: the probability that a buyer has stopped buying for good.
 
-Label: a customer seen at snapshot T (features as of 00:00 on T) has churned when they
-buy nothing in [T, T + H). At the current snapshot C only purchases before C are known,
-so training rows come only from snapshots T with T + H <= C; nothing on or after C is
-ever read (`fit_churn` drops later rows itself, so a caller cannot leak by accident).
+Target: "churned at snapshot T" = the customer dropped out before T and will not buy again.
+That state is never observed directly; what is observed is the follow-up after T. A
+purchase in [T, C) (C = the current snapshot; nothing on or after C is read) proves the
+customer was alive at T. No purchase in F = C - T days is evidence of dropout whose weight
+depends on how often the customer buys: by Bayes with the BG/NBD model (core.clv, fitted
+per snapshot on that snapshot's buyers only), the training label is
+
+    P(dropped out | no purchase in F) = d / (d + (1 - d) * S_alive(F)),
+    d = 1 - P(alive at T),  S_alive(F) = ((alpha + T_c) / (alpha + T_c + F)) ^ (r + x),
+
+and 0 after a purchase. A slow buyer's silence weighs little, a weekly buyer's a lot, and a
+customer without repeat purchases cannot have dropped out (BG/NBD's assumption, which the
+CLV stage shares). Training rows come only from snapshots with at least H days of
+follow-up (the "complete label window", T + H <= C); `fit_churn` drops later rows itself.
 
 Two models compete on a time-based holdout (the latest complete snapshot):
 
 - survival: lifelines Cox PH (or Weibull AFT) on time to next purchase, censored at the
-  cut-off; P(churn) = S(H | x). Uses the follow-up beyond H that a label throws away.
-- classifier: HistGradientBoosting + CalibratedClassifierCV on the binary label.
+  cut-off; P(churn) = S(t_max | x), the plateau of the survival curve at the longest
+  follow-up seen in training (people who never buy again are the plateau).
+- classifier: gradient boosting regressing the posterior labels (squared error: its
+  optimum is P(churned | x)), calibrated on out-of-fold predictions.
 
-The champion (lowest holdout log-loss) scores the current snapshot; both models' metrics,
-calibration and lift tables go to the registry, their drivers to `models.churn_drivers`.
-With no complete label window yet (the first H days of history) nothing is fitted:
-`status="insufficient_history"`, no scores, and the asset's check says so.
+Metrics count each holdout row once as churned with weight p and once as not with 1 - p.
+
+Inputs: the feature store's columns plus BG/NBD signals (P(alive), expected purchases over
+H, recency/age ratio) and email trends. The champion (lowest holdout log-loss against the
+posterior labels) scores the current snapshot; both models' metrics, calibration and lift
+tables go to the registry, their drivers to `models.churn_drivers`. With no complete label
+window yet (the first H days of history) nothing is fitted: `status="insufficient_history"`,
+no scores, and the asset's check says so.
 """
 
 import time
@@ -30,7 +46,7 @@ from segmentation_platform.core.located_yaml import ConfigError, Section, load_l
 from segmentation_platform.core.registry import ModelRecord
 
 CHURN_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "churn.yaml"
-LOGIC_VERSION = "1"
+LOGIC_VERSION = "2"
 SURVIVAL_MODEL = "churn_survival"
 CLASSIFIER_MODEL = "churn_classifier"
 PROBABILITY_CLIP = 1e-4
@@ -225,12 +241,67 @@ def complete_snapshots(snapshot_dates, as_of, horizon_days: int) -> list[pd.Time
     return sorted({_day(d) for d in snapshot_dates if _day(d) <= cutoff})
 
 
+BGNBD_COLUMNS = ("bgnbd_p_alive", "bgnbd_expected_purchases", "recency_ratio")
+TREND_COLUMNS = ("email_open_trend", "email_click_trend")
+# Per-row BG/NBD posterior of the purchase rate if alive, Gamma(shape, rate): label inputs, never model inputs.
+_SHAPE, _RATE = "_bgnbd_shape", "_bgnbd_rate"
+MIN_BGNBD_BUYERS = 30
+
+
+def add_signals(frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """BG/NBD and email-trend columns, each snapshot on its own rows (point in time).
+
+    BG/NBD (core.clv) is fitted per snapshot on its buyers: x = repeat purchase days,
+    t_x = first to last purchase day, T_c = first purchase day to the snapshot. Adds
+    P(alive), expected purchases over the horizon, t_x / T_c, email trends (last 30 days
+    against the 90-day monthly average) and the label inputs r + x and alpha + T_c.
+    A snapshot with too few buyers or a failed fit gets NaN (its rows get no label).
+    """
+    from segmentation_platform.core.clv import expected_purchases, fit_bgnbd, probability_alive
+
+    out = frame
+    n = len(out)
+    columns = {name: np.full(n, np.nan) for name in (*BGNBD_COLUMNS, _SHAPE, _RATE)}
+    snapshot = pd.to_datetime(out["snapshot_date"]).dt.normalize().to_numpy()
+    first = pd.to_datetime(out["first_purchase_at"]).dt.normalize().to_numpy()
+    last = pd.to_datetime(out["last_purchase_at"]).dt.normalize().to_numpy()
+    x_all = pd.to_numeric(out["repeat_frequency"], errors="coerce").to_numpy(dtype=float)
+    t_x_all = (last - first) / np.timedelta64(1, "D")
+    age_all = (snapshot - first) / np.timedelta64(1, "D")
+    valid = ~(np.isnan(x_all) | np.isnan(t_x_all) | np.isnan(age_all)) & (age_all > 0)
+    valid &= (t_x_all >= 0) & (t_x_all <= age_all)
+    for day in np.unique(snapshot[valid]):
+        rows = np.flatnonzero(valid & (snapshot == day))
+        if len(rows) < MIN_BGNBD_BUYERS:
+            continue
+        x, t_x, age = x_all[rows], t_x_all[rows], age_all[rows]
+        try:
+            params = fit_bgnbd(x, t_x, age).params
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+            continue
+        with np.errstate(all="ignore"):
+            columns["bgnbd_p_alive"][rows] = probability_alive(params, x, t_x, age)
+            columns["bgnbd_expected_purchases"][rows] = expected_purchases(params, horizon_days, x, t_x, age)
+        columns["recency_ratio"][rows] = t_x / age
+        columns[_SHAPE][rows] = params.r + x
+        columns[_RATE][rows] = params.alpha + age
+    for trend, kind in zip(TREND_COLUMNS, ("opens", "clicks"), strict=True):
+        recent, longer = f"email_{kind}_30d", f"email_{kind}_90d"
+        if recent in out.columns and longer in out.columns:
+            columns[trend] = (
+                pd.to_numeric(out[recent], errors="coerce") - pd.to_numeric(out[longer], errors="coerce") / 3
+            ).to_numpy(dtype=float)
+    return out.assign(**columns)
+
+
 def label_snapshots(rows: pd.DataFrame, purchases: pd.DataFrame, as_of, horizon_days: int) -> pd.DataFrame:
     """Time to next purchase and the churn label, for (customer_key, snapshot_date) rows.
 
     Only purchases before `as_of` are read. `duration_days` runs from the snapshot to the
-    next purchase (`purchased`) or to `as_of` (censored); `churned` = no purchase in
-    [T, T+H), defined only where T + H <= as_of (NaN otherwise).
+    next purchase (`purchased`) or to `as_of` (censored). `churned` is the posterior
+    probability that the customer had dropped out at T: 0 after a purchase, else
+    d / (d + (1 - d) * S_alive(F)) from the rows' BG/NBD columns (`add_signals`); defined
+    only where T + H <= as_of (NaN otherwise, and where the BG/NBD fit is missing).
     """
     as_of = _day(as_of)
     known = purchases_before(purchases, as_of)
@@ -252,14 +323,35 @@ def label_snapshots(rows: pd.DataFrame, purchases: pd.DataFrame, as_of, horizon_
     purchased = ~pd.isna(next_purchase)
     end = np.where(purchased, next_purchase, np.datetime64(as_of, "ns"))
     duration = (end - start) / np.timedelta64(1, "D")
-    horizon_end = start + np.timedelta64(horizon_days, "D")
-    churned = np.where(purchased & (next_purchase < horizon_end), 0.0, 1.0)
-    churned[horizon_end > np.datetime64(as_of, "ns")] = np.nan
+    follow_up = (np.datetime64(as_of, "ns") - start) / np.timedelta64(1, "D")
+    dead = 1 - rows["bgnbd_p_alive"].to_numpy(dtype=float)
+    with np.errstate(all="ignore"):
+        silent_if_alive = np.power(
+            rows[_RATE].to_numpy(dtype=float) / (rows[_RATE].to_numpy(dtype=float) + follow_up),
+            rows[_SHAPE].to_numpy(dtype=float),
+        )
+        posterior = dead / (dead + (1 - dead) * silent_if_alive)
+    churned = np.where(purchased, 0.0, np.where(dead <= 0, 0.0, posterior))
+    churned[np.isnan(dead)] = np.nan
+    churned[start + np.timedelta64(horizon_days, "D") > np.datetime64(as_of, "ns")] = np.nan
     out = rows.copy()
     out["duration_days"] = np.maximum(duration.astype(float), 1.0 / 24)
     out["purchased"] = purchased
     out["churned"] = churned
     return out
+
+
+def as_weighted(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Soft labels as binary rows: row i once as churned (weight p_i), once as not (1 - p_i).
+
+    Returns (row index, binary label, weight) for the rows with a positive weight."""
+    p = np.asarray(labels, dtype=float)
+    n = len(p)
+    index = np.concatenate([np.arange(n), np.arange(n)])
+    binary = np.concatenate([np.ones(n, dtype=int), np.zeros(n, dtype=int)])
+    weight = np.concatenate([p, 1 - p])
+    keep = weight > 0
+    return index[keep], binary[keep], weight[keep]
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,7 +372,7 @@ class FeaturePrep:
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, config: ChurnConfig) -> "FeaturePrep":
-        excluded = set(config.exclude) | {"churned", "purchased", "duration_days"}
+        excluded = set(config.exclude) | {"churned", "purchased", "duration_days", _SHAPE, _RATE}
         numeric, categories = [], {}
         for column in frame.columns:
             if column in excluded:
@@ -338,11 +430,13 @@ class FeaturePrep:
 
 
 class SurvivalChurnModel:
-    """P(no purchase within H) = S(H | x) from a lifelines model of time to next purchase."""
+    """P(never buys again) ~ S(t_max | x): the plateau of a lifelines model of time to next
+    purchase, read at the longest follow-up seen in training."""
 
     def __init__(self, config: ChurnConfig):
         self.config = config
         self.fitter = None
+        self.plateau_days = float(config.horizon_days)
         self.columns: list[str] = []
         self.centre = np.empty(0)
 
@@ -369,12 +463,13 @@ class SurvivalChurnModel:
             warnings.simplefilter("ignore")
             fitter.fit(data, duration_col="duration_days", event_col="purchased")
         self.fitter = fitter
+        self.plateau_days = float(np.max(duration))
         # lifelines' baseline is at the training mean of the covariates (unit weights).
         self.centre = data[self.columns].mean().to_numpy()
         return self
 
     def predict(self, matrix: pd.DataFrame) -> np.ndarray:
-        horizon = float(self.config.horizon_days)
+        horizon = self.plateau_days
         if self.config.survival_model == "cox_ph":
             baseline = self.fitter.baseline_survival_.iloc[:, 0]
             at_horizon = baseline[baseline.index <= horizon]
@@ -414,19 +509,25 @@ class SurvivalChurnModel:
 
 
 class ClassifierChurnModel:
-    """Calibrated gradient boosting: probabilities that mean what they say."""
+    """Calibrated gradient boosting on label probabilities: probabilities that mean what they say.
+
+    The booster regresses the label probability (squared error: its optimum is the
+    conditional mean, i.e. P(churned | x)); a calibrator learnt on out-of-fold predictions
+    (isotonic, or a logistic curve for `sigmoid`) maps its output to probabilities, and one
+    booster refit on all rows scores. Label probabilities need no row weights, which keep
+    scikit-learn's histogram binning on its fast path."""
 
     def __init__(self, config: ChurnConfig):
         self.config = config
-        self.model = None
+        self.booster = None
+        self.calibrator = None
 
-    kind = "sklearn.CalibratedClassifierCV(HistGradientBoostingClassifier)"
+    kind = "sklearn.HistGradientBoostingRegressor + cross-fitted calibration"
 
-    def fit(self, matrix: pd.DataFrame, churned: np.ndarray) -> "ClassifierChurnModel":
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.ensemble import HistGradientBoostingClassifier
+    def _booster(self):
+        from sklearn.ensemble import HistGradientBoostingRegressor
 
-        booster = HistGradientBoostingClassifier(
+        return HistGradientBoostingRegressor(
             max_iter=self.config.max_iter,
             learning_rate=self.config.learning_rate,
             max_leaf_nodes=self.config.max_leaf_nodes,
@@ -434,15 +535,32 @@ class ClassifierChurnModel:
             early_stopping=True,
             random_state=self.config.seed,
         )
-        # ensemble=False: the calibrator learns from out-of-fold predictions and one booster,
-        # refit on all rows, scores; a third of the prediction cost of averaging the folds.
-        self.model = CalibratedClassifierCV(
-            booster, method=self.config.calibration, cv=self.config.calibration_folds, ensemble=False
-        ).fit(matrix, churned.astype(int))
+
+    def fit(self, matrix: pd.DataFrame, churned: np.ndarray) -> "ClassifierChurnModel":
+        """`churned`: label probabilities in [0, 1] (see `label_snapshots`)."""
+        from sklearn.model_selection import KFold, cross_val_predict
+
+        label = np.asarray(churned, dtype=float)
+        folds = KFold(self.config.calibration_folds, shuffle=True, random_state=self.config.seed)
+        out_of_fold = cross_val_predict(self._booster(), matrix, label, cv=folds)
+        self.calibrator = self._calibrator(out_of_fold, label)
+        self.booster = self._booster().fit(matrix, label)
         return self
 
+    def _calibrator(self, predicted: np.ndarray, label: np.ndarray):
+        if self.config.calibration == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
+
+            return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(predicted, label)
+        from sklearn.linear_model import LogisticRegression
+
+        rows, binary, weight = as_weighted(label)
+        logistic = LogisticRegression().fit(predicted[rows, None], binary, sample_weight=weight)
+        return _Sigmoid(logistic)
+
     def predict(self, matrix: pd.DataFrame) -> np.ndarray:
-        return np.clip(self.model.predict_proba(matrix)[:, 1], PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+        probability = self.calibrator.predict(self.booster.predict(matrix))
+        return np.clip(probability, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
 
     def drivers(self, matrix: pd.DataFrame, churned: np.ndarray) -> pd.DataFrame:
         """Permutation importance on holdout rows: how much log-loss worsens without the feature.
@@ -452,8 +570,12 @@ class ClassifierChurnModel:
         from sklearn.metrics import log_loss
 
         rng = np.random.default_rng(self.config.seed)
-        y = churned.astype(int)
-        baseline = log_loss(y, self.predict(matrix), labels=[0, 1])
+        rows, y, weight = as_weighted(churned)
+
+        def loss(probability: np.ndarray) -> float:
+            return log_loss(y, probability[rows], sample_weight=weight, labels=[0, 1])
+
+        baseline = loss(self.predict(matrix))
         copies = []
         for _ in range(self.config.permutation_repeats):
             for column in matrix.columns:
@@ -462,7 +584,7 @@ class ClassifierChurnModel:
                 permuted[column] = shuffled.set_axis(matrix.index)  # keeps a categorical dtype
                 copies.append(permuted)
         predicted_all = self.predict(pd.concat(copies, ignore_index=True)).reshape(len(copies), len(matrix))
-        losses = np.array([log_loss(y, p, labels=[0, 1]) for p in predicted_all])
+        losses = np.array([loss(p) for p in predicted_all])
         importance = (losses.reshape(self.config.permutation_repeats, -1) - baseline).mean(axis=0)
         predicted = pd.Series(self.predict(matrix), index=matrix.index)
         directions = []
@@ -486,6 +608,16 @@ class ClassifierChurnModel:
         ).sort_values("importance", ascending=False, ignore_index=True)
 
 
+class _Sigmoid:
+    """Platt scaling as a `predict` on the booster's output."""
+
+    def __init__(self, logistic):
+        self.logistic = logistic
+
+    def predict(self, predicted: np.ndarray) -> np.ndarray:
+        return self.logistic.predict_proba(np.asarray(predicted, dtype=float)[:, None])[:, 1]
+
+
 # --------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------
@@ -495,18 +627,24 @@ def evaluate(
     churned: np.ndarray, probability: np.ndarray, base_rate: float
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """AUC, Brier (vs the Brier of always predicting the training base rate), log-loss,
-    a calibration table by decile of prediction, and lift by decile of risk."""
+    a calibration table by decile of prediction, and lift by decile of risk.
+
+    `churned` holds label probabilities: each row counts as churned with weight p and as
+    not churned with weight 1 - p (binary labels are the special case)."""
     from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
-    churned = np.asarray(churned, dtype=int)
+    label = np.asarray(churned, dtype=float)
     probability = np.clip(np.asarray(probability, dtype=float), PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
-    both_classes = 0 < churned.sum() < len(churned)
+    rows, y, weight = as_weighted(label)
+    both_classes = 0 < label.sum() < len(label)
     metrics = {
-        "auc": float(roc_auc_score(churned, probability)) if both_classes else float("nan"),
-        "brier": float(brier_score_loss(churned, probability)),
-        "base_rate_brier": float(np.mean((churned - base_rate) ** 2)),
-        "log_loss": float(log_loss(churned, probability, labels=[0, 1])),
-        "holdout_churn_rate": float(churned.mean()),
+        "auc": float(roc_auc_score(y, probability[rows], sample_weight=weight))
+        if both_classes
+        else float("nan"),
+        "brier": float(brier_score_loss(y, probability[rows], sample_weight=weight)),
+        "base_rate_brier": float(np.average((y - base_rate) ** 2, weights=weight)),
+        "log_loss": float(log_loss(y, probability[rows], sample_weight=weight, labels=[0, 1])),
+        "holdout_churn_rate": float(label.mean()),
         "mean_predicted": float(probability.mean()),
     }
     metrics["brier_skill"] = (
@@ -517,26 +655,26 @@ def evaluate(
         [
             {
                 "decile": i + 1,
-                "customers": len(rows),
-                "mean_predicted": float(probability[rows].mean()),
-                "observed_churn_rate": float(churned[rows].mean()),
+                "customers": len(part),
+                "mean_predicted": float(probability[part].mean()),
+                "observed_churn_rate": float(label[part].mean()),
             }
-            for i, rows in enumerate(np.array_split(order, 10))
-            if len(rows)
+            for i, part in enumerate(np.array_split(order, 10))
+            if len(part)
         ]
     )
-    overall, churners = churned.mean(), max(churned.sum(), 1)
-    lift_rows, captured = [], 0
-    for i, rows in enumerate(np.array_split(order[::-1], 10)):
-        if not len(rows):
+    overall, churners = label.mean(), max(label.sum(), 1e-12)
+    lift_rows, captured = [], 0.0
+    for i, part in enumerate(np.array_split(order[::-1], 10)):
+        if not len(part):
             continue
-        captured += churned[rows].sum()
+        captured += label[part].sum()
         lift_rows.append(
             {
                 "decile": i + 1,
-                "customers": len(rows),
-                "churn_rate": float(churned[rows].mean()),
-                "lift": float(churned[rows].mean() / overall) if overall else float("nan"),
+                "customers": len(part),
+                "churn_rate": float(label[part].mean()),
+                "lift": float(label[part].mean() / overall) if overall else float("nan"),
                 "cumulative_capture": float(captured / churners),
             }
         )
@@ -715,7 +853,8 @@ def _fit_churn(features: pd.DataFrame, purchases: pd.DataFrame, as_of, config: C
     positions = np.flatnonzero(usable & snapshot.isin(complete).to_numpy())
     if len(positions) > config.max_rows:
         positions = np.sort(rng.choice(positions, config.max_rows, replace=False))
-    history = _take(features, snapshot, positions).reset_index(drop=True)
+    history = add_signals(_take(features, snapshot, positions).reset_index(drop=True), horizon)
+    current = add_signals(current, horizon)
     purchases = purchases_before(purchases, as_of_ts, customers=history["customer_key"])
 
     holdout_dates = complete[-min(config.holdout_snapshots, len(complete) - 1) :] if len(complete) > 1 else []
@@ -741,7 +880,8 @@ def _fit_churn(features: pd.DataFrame, purchases: pd.DataFrame, as_of, config: C
     train = label_snapshots(history[in_validation_train], purchases, validation_as_of, horizon)
     train = train[train["churned"].notna()]
     holdout = label_snapshots(history[is_holdout], purchases, as_of_ts, horizon)
-    if train["churned"].nunique() < 2 or holdout["churned"].nunique() < 2:
+    holdout = holdout[holdout["churned"].notna()]
+    if _one_class(train["churned"]) or _one_class(holdout["churned"]):
         result.status = "single_class"
         result.message = (
             f"Churn labels have one class only (train churn rate {train['churned'].mean():.3f}, "
@@ -843,6 +983,11 @@ def _fit_churn(features: pd.DataFrame, purchases: pd.DataFrame, as_of, config: C
         f"AUC {reports[champion].metrics['auc']:.3f}) on {scheme}; scored {len(result.scores)} customers."
     )
     return result
+
+
+def _one_class(labels: pd.Series) -> bool:
+    """No row leans to the other side: all labels 0 (or all 1), or none at all."""
+    return labels.empty or labels.max() <= 0 or labels.min() >= 1
 
 
 def _score(current, fitted, champion, prep, score_prep, config, as_of_ts) -> pd.DataFrame:

@@ -12,24 +12,24 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from segmentation_platform.contracts import POS_TRANSACTIONS, WEB_ORDERS, SourceContract
-from segmentation_platform.core import churn, warehouse
+from segmentation_platform.contracts import POS_TRANSACTIONS, WEB_ORDERS
+from segmentation_platform.core import churn, features, warehouse
 from segmentation_platform.core.registry import record_models
+from segmentation_platform.defs.features import FEATURES_KEY, FEATURES_TABLE, KEY_MAP_KEY
 from segmentation_platform.defs.metadata import OWNER, column_schema, table_metadata, version_of
 from segmentation_platform.defs.partitions import snapshot_dates, weekly_snapshots
 
 CHURN_CONFIG = churn.load_churn_config()
-PURCHASE_SOURCES: tuple[SourceContract, ...] = (WEB_ORDERS, POS_TRANSACTIONS)
-CODE_VERSION = version_of(churn.LOGIC_VERSION, CHURN_CONFIG, [c.person_ref for c in PURCHASE_SOURCES])
+CODE_VERSION = version_of(churn.LOGIC_VERSION, CHURN_CONFIG)
 
-FEATURES_KEY = dg.AssetKey(["features", "customer_features"])
-KEY_MAP_KEY = dg.AssetKey(["identity", "customer_key_map"])
 SCORES_KEY = dg.AssetKey(["models", "churn_scores"])
 DRIVERS_KEY = dg.AssetKey(["models", "churn_drivers"])
 # Labels need the purchase log itself (what happened after each past snapshot), not only features.
-UPSTREAM = [FEATURES_KEY, KEY_MAP_KEY, *(dg.AssetKey(["raw", c.name]) for c in PURCHASE_SOURCES)]
-FEATURES_TABLE = "features.customer_features"
-KEY_MAP_TABLE = "identity.customer_key_map"
+UPSTREAM = [
+    FEATURES_KEY,
+    KEY_MAP_KEY,
+    *(dg.AssetKey(["raw", c.name]) for c in (WEB_ORDERS, POS_TRANSACTIONS)),
+]
 SCORES_TABLE = "models.churn_scores"
 DRIVERS_TABLE = "models.churn_drivers"
 
@@ -40,12 +40,15 @@ COVERAGE_CHECK = "one_score_per_buyer"
 SCORE_DOCS = {
     "customer_key": ("VARCHAR", "Customer key"),
     "snapshot_date": ("DATE", "Snapshot scored (features as of 00:00 on this date)"),
-    "churn_probability": ("DOUBLE", "P(no purchase in the next horizon_days), champion model"),
+    "churn_probability": ("DOUBLE", "P(the customer has stopped buying for good), champion model"),
     "risk_tier": ("VARCHAR", "Risk tier by churn_probability (thresholds in config/churn.yaml)"),
-    "survival_churn_probability": ("DOUBLE", "Same probability from the survival model, S(horizon | x)"),
+    "survival_churn_probability": (
+        "DOUBLE",
+        "Same probability from the survival model: S(t_max | x), its plateau at the longest follow-up",
+    ),
     "classifier_churn_probability": ("DOUBLE", "Same probability from the calibrated classifier"),
     "champion_model": ("VARCHAR", "Model behind churn_probability: churn_survival or churn_classifier"),
-    "horizon_days": ("INTEGER", "Label horizon H in days"),
+    "horizon_days": ("INTEGER", "Minimum follow-up H in days of a training snapshot"),
 }
 DRIVER_DOCS = {
     "snapshot_date": ("DATE", "Snapshot the model was fitted at"),
@@ -64,45 +67,24 @@ DRIVER_DOCS = {
 }
 
 
-def _source_select(conn, contract: SourceContract) -> str | None:
-    """Event time and person_ref of a raw source; columns the table lacks read as NULL."""
-    table = f"raw.{contract.name}"
-    if not warehouse.table_exists(conn, table):
-        return None
-    present = set(warehouse.table_columns(conn, table))
-    columns = ", ".join(
-        warehouse.quote(c.name)
-        if c.name in present
-        else f"CAST(NULL AS {c.duckdb_type}) AS {warehouse.quote(c.name)}"
-        for c in contract.columns
-    )
-    time_column = warehouse.quote(contract.event_time)
-    return (
-        f"SELECT k.customer_key, s.{time_column} AS purchased_at FROM ("
-        f"SELECT {time_column}, ({contract.person_ref}) AS _person_ref FROM (SELECT {columns} "
-        f"FROM {warehouse.table_ref(table)}) WHERE {time_column} >= $since AND {time_column} < $cutoff) s "
-        f"JOIN {KEY_MAP_TABLE} k ON k.source = '{contract.name}' AND k.source_id = s._person_ref "
-        "SEMI JOIN _churn_keys USING (customer_key)"
-    )
-
-
 def load_purchases(conn, customer_keys: pd.Series, since: date, cutoff: date) -> pd.DataFrame:
-    """Purchases of the given customers in [since, cutoff): all the labels need, nothing later."""
+    """Purchases of the given customers in [since, cutoff): all the labels need, nothing later.
+
+    The orders are the feature store's (`features.customer_orders_sql`), the one definition
+    of a customer's orders that every model shares."""
     empty = pd.DataFrame(
         {"customer_key": pd.Series(dtype=object), "purchased_at": pd.Series(dtype="datetime64[us]")}
     )
-    if not warehouse.table_exists(conn, KEY_MAP_TABLE) or customer_keys.empty:
-        return empty
-    selects = [sql for contract in PURCHASE_SOURCES if (sql := _source_select(conn, contract))]
-    if not selects:
+    if not warehouse.table_exists(conn, features.KEY_MAP_TABLE) or customer_keys.empty:
         return empty
     conn.register("_churn_keys", pd.DataFrame({"customer_key": customer_keys.drop_duplicates().to_numpy()}))
     try:
         return conn.execute(
-            " UNION ALL ".join(selects),
+            f"SELECT customer_key, purchased_at FROM ({features.customer_orders_sql(conn)}) "
+            "SEMI JOIN _churn_keys USING (customer_key) WHERE purchased_at >= $since",
             {
                 "since": datetime.combine(since, datetime.min.time()),
-                "cutoff": datetime.combine(cutoff, datetime.min.time()),
+                "cutoff": features.snapshot_cutoff(cutoff),
             },
         ).df()
     finally:
@@ -161,11 +143,12 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
         dg.AssetSpec(
             SCORES_KEY,
             description=(
-                f"Churn propensity of every buyer at the snapshot: P(no purchase in the next "
-                f"{CHURN_CONFIG.horizon_days} days), from the champion of a lifelines survival model and a "
-                "calibrated gradient-boosting classifier (lowest log-loss on the latest complete snapshot), "
-                "trained only on past snapshots whose label window closed before this one. Empty while the "
-                "history is shorter than the horizon."
+                "Churn propensity of every buyer at the snapshot: P(the customer has stopped buying for "
+                "good), from the champion of a lifelines survival model and a calibrated gradient-boosting "
+                "model (lowest log-loss on the latest complete snapshot). Labels weigh the silence after each "
+                "past snapshot by the customer's BG/NBD purchase rate; training uses only past snapshots with "
+                f"at least {CHURN_CONFIG.horizon_days} days of follow-up before this one. Empty while the "
+                "history is shorter than that."
             ),
             deps=UPSTREAM,
             owners=[OWNER],

@@ -13,7 +13,8 @@ from dagster_duckdb import DuckDBResource
 
 from segmentation_platform.core import clustering, warehouse
 from segmentation_platform.core.registry import ModelRecord, record_models
-from segmentation_platform.defs.churn import FEATURES_KEY, FEATURES_TABLE, markdown_table
+from segmentation_platform.defs.churn import markdown_table
+from segmentation_platform.defs.features import FEATURES_KEY, FEATURES_TABLE
 from segmentation_platform.defs.metadata import OWNER, column_schema, table_metadata, version_of
 from segmentation_platform.defs.partitions import snapshot_dates, weekly_snapshots
 

@@ -17,15 +17,14 @@ from segmentation_platform.core import segments, warehouse
 from segmentation_platform.defs.churn import SCORES_KEY as CHURN_KEY
 from segmentation_platform.defs.churn import churn_assets, markdown_table
 from segmentation_platform.defs.clusters import CLUSTERS_KEY, cluster_assets
+from segmentation_platform.defs.clv import SCORES_KEY as CLV_KEY
+from segmentation_platform.defs.features import FEATURES_KEY, RFM_KEY
 from segmentation_platform.defs.metadata import OWNER, column_schema, table_metadata, version_of
 from segmentation_platform.defs.partitions import snapshot_dates, weekly_snapshots
 
 SCHEME = segments.load_scheme(os.environ.get("SEGMENTATION_SEGMENT_SCHEME") or segments.SCHEME_PATH)
 CODE_VERSION = version_of(segments.LOGIC_VERSION, SCHEME.version)
 
-FEATURES_KEY = dg.AssetKey(["features", "customer_features"])
-RFM_KEY = dg.AssetKey(["models", "rfm_scores"])
-CLV_KEY = dg.AssetKey(["models", "clv_scores"])
 ASSIGNMENTS_KEY = dg.AssetKey(["segments", "assignments"])
 PROFILES_KEY = dg.AssetKey(["segments", "profiles"])
 CHANGELOG_KEY = dg.AssetKey(["segments", "changelog"])

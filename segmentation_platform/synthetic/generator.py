@@ -427,6 +427,11 @@ def _params_json(
             "latent_dropout_date continues the process beyond the period (capped at 50 years).",
             "email_engagement_drop_days_before_dropout": sources.PRE_DROPOUT_DAYS,
             "support_ticket_rise_days_before_dropout": sources.TICKET_PRE_DROPOUT_DAYS,
+            "by_state": "active, in the days before dropout, after dropout",
+            "email_open_factor_by_state": list(sources.EMAIL_OPEN_FACTOR),
+            "email_click_share_of_opens_by_state": list(sources.EMAIL_CLICK_SHARE),
+            "email_unsubscribe_rate_per_send_by_state": list(sources.EMAIL_UNSUBSCRIBE_RATE),
+            "support_tickets_per_year_by_state": list(sources.TICKET_RATE_PER_YEAR),
         },
         "regions": len(REGIONS),
         "ground_truth_files": {

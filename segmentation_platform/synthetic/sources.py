@@ -32,6 +32,12 @@ TICKET_PRE_DROPOUT_DAYS = 60
 # by itself: such records join their person only on the other evidence.
 TYPED_EMAIL_TYPO_SHARE = 0.03
 TYPED_ADDRESS_TYPO_SHARE = 0.03
+# Per send, by state (active; the PRE_DROPOUT_DAYS before dropout; after dropout):
+EMAIL_OPEN_FACTOR = (1.0, 0.5, 0.2)  # times the subscriber's own open propensity
+EMAIL_CLICK_SHARE = (0.18, 0.108, 0.072)  # of opens
+EMAIL_UNSUBSCRIBE_RATE = (0.002, 0.006, 0.012)
+# Tickets per person-year: usually; in the TICKET_PRE_DROPOUT_DAYS before dropout; after it.
+TICKET_RATE_PER_YEAR = (0.35, 1.8, 0.15)
 CHANNEL_NAMES = pl.Series("channel", [c.name for c in CHANNELS], dtype=pl.String)
 CATEGORY_NAMES = pl.Series("category", [c for c, _, _ in CATEGORIES], dtype=pl.String)
 CATEGORY_MARGINS = np.array([m for _, m, _ in CATEGORIES])
@@ -349,7 +355,7 @@ def email_events(world: World) -> pl.DataFrame:
 
     death = world.death_ts[subscribed][subscriber]
     state = np.where(send_ts < death - PRE_DROPOUT_DAYS * SECONDS_PER_DAY, 0, np.where(send_ts < death, 1, 2))
-    unsubscribes = rng.random(len(subscriber)) < np.array([0.002, 0.006, 0.012])[state]
+    unsubscribes = rng.random(len(subscriber)) < np.array(EMAIL_UNSUBSCRIBE_RATE)[state]
     # Nothing is sent after an unsubscribe: keep sends up to and including the first one.
     hits_before = np.cumsum(unsubscribes) - unsubscribes
     starts = np.r_[True, subscriber[1:] != subscriber[:-1]]
@@ -361,8 +367,8 @@ def email_events(world: World) -> pl.DataFrame:
 
     k = len(subscriber)
     bounced = rng.random(k) < 0.002
-    opened = ~bounced & (rng.random(k) < open_propensity[subscriber] * np.array([1.0, 0.5, 0.2])[state])
-    clicked = opened & (rng.random(k) < 0.18 * np.array([1.0, 0.6, 0.4])[state])
+    opened = ~bounced & (rng.random(k) < open_propensity[subscriber] * np.array(EMAIL_OPEN_FACTOR)[state])
+    clicked = opened & (rng.random(k) < np.array(EMAIL_CLICK_SHARE)[state])
     # Most opens come within hours, a long tail days later.
     open_delay = np.where(
         rng.random(k) < 0.75, rng.exponential(3 * 3600, size=k), rng.exponential(36 * 3600, size=k)
@@ -745,7 +751,7 @@ def support_tickets(world: World) -> pl.DataFrame:
         (np.maximum(pre_start, acquisition), np.minimum(np.maximum(death, acquisition), end)),
         (np.maximum(death, acquisition), np.full(n, end)),
     ]
-    rates_per_day = [0.35 / 365, 1.8 / 365, 0.15 / 365]
+    rates_per_day = [rate / 365 for rate in TICKET_RATE_PER_YEAR]
     pieces = []
     for state, ((lo, hi), rate) in enumerate(zip(bounds, rates_per_day, strict=True)):
         length = np.maximum(hi - lo, 0)

@@ -37,8 +37,19 @@ def fitted(panel):
     return fit_churn(panel.features, panel.purchases, AS_OF, FAST)
 
 
-def test_label_is_no_purchase_in_the_horizon_and_undefined_before_it_closes():
-    rows = pd.DataFrame({"customer_key": ["a", "b", "c", "d"], "snapshot_date": pd.Timestamp("2025-03-03")})
+def test_label_weighs_the_silence_after_the_snapshot_by_the_purchase_rate():
+    """0 after any purchase in the follow-up; else P(dropped out | silent) by Bayes with BG/NBD."""
+    rows = pd.DataFrame(
+        {
+            "customer_key": ["a", "b", "c", "d", "e", "f"],
+            "snapshot_date": pd.Timestamp("2025-03-03"),
+            "bgnbd_p_alive": [0.5, 0.5, 0.5, 0.5, 0.5, 1.0],
+            # Gamma(shape r + x, rate alpha + T) of the purchase rate if alive: d is a slow
+            # buyer (mean 1 per 100 days), e a fast one (1 per 10 days), f never repeated.
+            "_bgnbd_shape": [2.0, 2.0, 2.0, 2.0, 2.0, 1.0],
+            "_bgnbd_rate": [200.0, 200.0, 200.0, 200.0, 20.0, 100.0],
+        }
+    )
     purchases = pd.DataFrame(
         {
             "customer_key": ["a", "b", "c", "c"],
@@ -48,9 +59,16 @@ def test_label_is_no_purchase_in_the_horizon_and_undefined_before_it_closes():
         }
     )
     labels = label_snapshots(rows, purchases, as_of="2025-07-01", horizon_days=90).set_index("customer_key")
-    # a buys at the snapshot instant (counts as after it); b on day T+90 (outside [T, T+90));
-    # c's earlier purchase is history, its second falls inside; d never buys again.
-    assert labels["churned"].to_dict() == {"a": 0.0, "b": 1.0, "c": 0.0, "d": 1.0}
+    # a buys at the snapshot instant (counts as after it), b on day T+90, c's second purchase
+    # falls inside: each proves they were alive. d and e stay silent for 120 days.
+    assert labels.loc[["a", "b", "c"], "churned"].tolist() == [0.0, 0.0, 0.0]
+    silent_if_alive = {"d": (200 / 320) ** 2, "e": (20 / 140) ** 2}
+    for key, s in silent_if_alive.items():
+        assert labels.loc[key, "churned"] == pytest.approx(0.5 / (0.5 + 0.5 * s))
+    assert (
+        0.5 < labels.loc["d", "churned"] < labels.loc["e", "churned"] < 1.0
+    )  # a fast buyer's silence says more
+    assert labels.loc["f", "churned"] == 0.0  # no repeat purchase: BG/NBD has no dropout yet
     assert labels.loc["b", "duration_days"] == pytest.approx(90.0)
     assert labels.loc["d", "duration_days"] == pytest.approx(120.0)  # censored at as_of
     assert not labels.loc["d", "purchased"]
@@ -71,18 +89,16 @@ def test_champion_discriminates_and_beats_the_base_rate(fitted, panel):
     champion = fitted.champion_report
     assert champion.metrics["auc"] >= 0.80
     assert champion.metrics["brier"] < champion.metrics["base_rate_brier"]
-    # Out of time: the scores at AS_OF against what the customers did in the next 90 days.
-    scores = fitted.scores
-    future = label_snapshots(
-        scores[["customer_key", "snapshot_date"]],
-        panel.purchases,
-        pd.Timestamp(AS_OF) + pd.Timedelta(days=90),
-        90,
-    )
-    realised = future["churned"].to_numpy()
-    assert roc_auc_score(realised, scores["churn_probability"]) >= 0.80
-    brier = brier_score_loss(realised, scores["churn_probability"])
-    assert brier < np.mean((realised - fitted.base_rate) ** 2)
+    # Against the panel's truth: who had really stopped buying at AS_OF. The panel's dropout
+    # may come before any repeat purchase, which the BG/NBD labels rule out (one-time buyers
+    # are labelled active), so the ranking is weaker here than on the BG/NBD generator
+    # (test_against_the_generators_ground_truth); the survival plateau ranks it well.
+    truth = fitted.scores.merge(panel.truth, on="customer_key")
+    dropped_out = (truth["dropout_at"] <= pd.Timestamp(AS_OF)).to_numpy(dtype=int)
+    assert roc_auc_score(dropped_out, truth["churn_probability"]) > 0.65
+    assert roc_auc_score(dropped_out, truth["survival_churn_probability"]) > 0.85
+    brier = brier_score_loss(dropped_out, truth["churn_probability"])
+    assert brier < dropped_out.mean() * (1 - dropped_out.mean())
 
 
 def test_both_models_are_validated_and_recorded(fitted):
@@ -190,16 +206,15 @@ def test_config_errors_name_file_and_line(tmp_path):
 @pytest.fixture(scope="module")
 def generated_world(tmp_path_factory):
     """The real generator -> raw tables -> the real feature store, with the TRUE key map."""
-    generator = pytest.importorskip("segmentation_platform.synthetic.generator")
     import duckdb
 
     from segmentation_platform.contracts import CONTRACTS
     from segmentation_platform.core import features, warehouse
+    from segmentation_platform.synthetic import generator
 
     out = tmp_path_factory.mktemp("churn_world")
-    generator.generate(
-        out, persons=1_500, start=date(2024, 1, 1), end=date(2025, 3, 31), seed=5, broken_share=0.0
-    )
+    end = date(2025, 3, 31)
+    generator.generate(out, persons=2_500, start=date(2024, 1, 1), end=end, seed=5, broken_share=0.0)
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA raw")
     for contract in CONTRACTS.values():
@@ -218,40 +233,40 @@ def generated_world(tmp_path_factory):
         "CREATE TABLE identity.customer_key_map AS SELECT source, source_id, person_id AS customer_key "
         f"FROM '{out}/ground_truth/identity.parquet'"
     )
-    snapshots = [date(2024, 6, 3) + timedelta(weeks=2 * i) for i in range(16)]
+    snapshots = [date(2024, 6, 3) + timedelta(weeks=2 * i) for i in range(15)]
     frame = pd.concat(
         [features.compute_customer_features(conn, s).to_pandas() for s in snapshots], ignore_index=True
     )
     purchases = conn.execute(
-        "SELECT k.customer_key, w.ordered_at AS purchased_at FROM raw.web_orders w JOIN identity.customer_key_map k "
-        "ON k.source = 'web_orders' AND k.source_id = w.account_id UNION ALL "
-        "SELECT k.customer_key, p.purchased_at FROM raw.pos_transactions p JOIN identity.customer_key_map k "
-        f"ON k.source = 'pos_transactions' AND k.source_id = ({CONTRACTS['pos_transactions'].person_ref})"
+        f"SELECT customer_key, purchased_at FROM ({features.customer_orders_sql(conn)})",
+        {"cutoff": features.snapshot_cutoff(end)},
     ).df()
     persons = pd.read_parquet(out / "ground_truth" / "persons.parquet")
     return frame, purchases, persons, snapshots[-1]
 
 
 def test_against_the_generators_ground_truth(generated_world):
-    """Real feature store on generated data: predictions hold up against what really happened."""
+    """Real feature store on generated data: the champion finds who had really dropped out.
+
+    The generator's truth (params.json "churn"): churned at d iff persons.dropout_date <= d.
+    """
     frame, purchases, persons, as_of = generated_world
     result = fit_churn(frame, purchases, as_of, FAST)
     assert result.status == "fitted", result.message
-    scores = result.scores
-    future = label_snapshots(
-        scores[["customer_key", "snapshot_date"]], purchases, pd.Timestamp(as_of) + pd.Timedelta(days=90), 90
+    champion = result.champion_report
+    assert champion.metrics["auc"] >= 0.80
+    assert champion.metrics["brier"] < champion.metrics["base_rate_brier"]
+    truth = result.scores.merge(
+        persons[["person_id", "dropout_date"]], left_on="customer_key", right_on="person_id"
     )
-    realised = future["churned"].to_numpy()
-    assert roc_auc_score(realised, scores["churn_probability"]) >= 0.70
-    assert brier_score_loss(realised, scores["churn_probability"]) < np.mean(
-        (realised - result.base_rate) ** 2
-    )
-    # The latent truth: people who had already dropped out (BG/NBD death) at the snapshot
-    # score higher than people still alive.
-    truth = scores.merge(persons[["person_id", "dropout_date"]], left_on="customer_key", right_on="person_id")
-    dropped_out = (pd.to_datetime(truth["dropout_date"]) <= pd.Timestamp(as_of)).astype(int)
-    assert (
-        truth.loc[dropped_out == 1, "churn_probability"].mean()
-        > truth.loc[dropped_out == 0, "churn_probability"].mean()
-    )
-    assert roc_auc_score(dropped_out, truth["churn_probability"]) > 0.55
+    assert len(truth) == len(result.scores) > 2_000
+    dropped_out = (pd.to_datetime(truth["dropout_date"]) <= pd.Timestamp(as_of)).to_numpy(dtype=int)
+    assert 0.15 < dropped_out.mean() < 0.4
+    probability = truth["churn_probability"].to_numpy()
+    assert roc_auc_score(dropped_out, probability) >= 0.80
+    # Calibrated: better than always predicting the true share, and about as many churners as there are.
+    assert brier_score_loss(dropped_out, probability) < dropped_out.mean() * (1 - dropped_out.mean())
+    assert probability.mean() == pytest.approx(dropped_out.mean(), abs=0.08)
+    # BG/NBD signals drive it: P(alive) is among the classifier's strongest drivers.
+    classifier = next(m for m in result.models if m.name == CLASSIFIER_MODEL)
+    assert "bgnbd_p_alive" in classifier.drivers["feature"].head(5).tolist()

@@ -299,3 +299,33 @@ def test_stage_assets_fit_the_platform_graph(tmp_path):
     defs = dg.Definitions(assets=assets, jobs=[job], resources=resources_for(tmp_path))
     resolved = defs.resolve_job_def("weekly_segments")
     assert resolved.partitions_def is not None
+
+
+def test_a_changed_scheme_yaml_adds_one_changelog_row_and_an_unchanged_one_none(tmp_path, monkeypatch):
+    """The changelog asset over a YAML edit: bumped version, one row with the diff; re-runs add nothing."""
+    from segmentation_platform.core import segments as core_segments
+    from segmentation_platform.defs import segments as segments_defs
+
+    path = tmp_path / "warehouse.duckdb"
+    assert materialize(path, [changelog]).success
+    assert materialize(path, [changelog]).success
+    edited_file = tmp_path / "scheme.yaml"
+    edited_file.write_text(
+        SCHEME_PATH.read_text()
+        .replace("version: 1\n", "version: 2\n", 1)
+        .replace("      risk_tier: [high, medium]\n", "      risk_tier: [high]\n", 1)
+    )
+    edited = core_segments.load_scheme(edited_file)
+    monkeypatch.setattr(segments_defs, "SCHEME", edited)
+    for _ in range(2):
+        result = materialize(path, [changelog])
+        assert result.success
+    rows = query(
+        path,
+        f"SELECT change_number, scheme_version, change_summary FROM {core_segments.CHANGELOG_TABLE} ORDER BY 1",
+    )
+    assert [(number, version) for number, version, _ in rows] == [(1, SCHEME.version), (2, edited.version)]
+    assert edited.version != SCHEME.version
+    assert "changed rules[high_value_rising_risk].when.risk_tier: [high, medium] -> [high]" in rows[1][2]
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["recorded_new_version"].value is False  # the second run with the edit added nothing
