@@ -126,11 +126,18 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path):
     assert landing_only != {k: v for k, v in other.items() if k.startswith("landing")}
 
 
-def test_rerun_replaces_day_files_of_a_previous_run(tmp_path):
+def test_rerun_replaces_day_files_and_campaign_responses_of_a_previous_run(tmp_path):
     generate(tmp_path, persons=60, start=date(2024, 1, 1), end=date(2024, 2, 15))
+    # What `segmentation-platform respond` leaves: responses to a campaign on the old data.
+    (tmp_path / "landing" / "web_orders" / "2024-01-05_campaign-2024-01-01.csv").write_text("x\n")
+    (tmp_path / "ground_truth" / "uplift.json").write_text("{}")
+    (tmp_path / "landing" / "web_orders" / "notes.txt").write_text("not ours")
     generate(tmp_path, persons=60, start=date(2024, 1, 1), end=date(2024, 1, 10))
     days = {p.stem for p in (tmp_path / "landing").glob("*/*.csv")}
     assert max(days) <= "2024-01-10"
+    assert not any("campaign" in day for day in days)
+    assert not (tmp_path / "ground_truth" / "uplift.json").exists()
+    assert (tmp_path / "landing" / "web_orders" / "notes.txt").exists()
 
 
 def test_summary_counts_match_the_files(medium, landing_lines, broken):

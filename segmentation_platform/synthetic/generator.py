@@ -55,7 +55,9 @@ SOURCE_BUILDERS: tuple[tuple[str, Callable[[sources.World], pl.DataFrame]], ...]
     ("support_tickets", sources.support_tickets),
     ("marketing_spend", sources.marketing_spend),
 )
-DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.csv$")
+# A day file, or a campaign-response file of that day (synthetic.response): a new data set
+# replaces both, since responses answer campaigns on the data they were simulated for.
+DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}(_campaign-\d{4}-\d{2}-\d{2})?\.csv$")
 
 # The identity key map's source_id per source, mirroring contracts' person_ref SQL.
 PERSON_REF: dict[str, pl.Expr] = {
@@ -137,6 +139,7 @@ def generate(
     out_dir = Path(out_dir)
     landing, truth = out_dir / "landing", out_dir / "ground_truth"
     truth.mkdir(parents=True, exist_ok=True)
+    (truth / "uplift.json").unlink(missing_ok=True)  # the simulated responses it described are gone
 
     params = TrueParameters()
     n_days = (end - start).days + 1
