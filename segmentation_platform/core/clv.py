@@ -168,49 +168,95 @@ def transaction_summary(
     when the columns are given, monetary_value / margin_value (null when frequency is 0).
     Rows with a null customer or timestamp (anonymous receipts) are dropped; later
     transactions are ignored, so the same log can be summarised at any past snapshot.
+
+    One sort by (customer, day) and run-length sums instead of two hash group-bys (several
+    times faster at 3M orders, and the output comes sorted).
     """
     days_per_unit = _days_per_unit(time_unit)
-    snapshot_day = _to_date(snapshot_date)
+    snapshot_day = (_to_date(snapshot_date) - _EPOCH).days
     frame = _as_lazy_polars(transactions)
     schema = frame.collect_schema()
 
     value_cols = {"monetary_value": amount_col, "margin_value": margin_col}
     value_cols = {name: col for name, col in value_cols.items() if col is not None}
-    day = _as_day(pl.col(time_col), schema[time_col]).alias("_day")
-
-    per_day = (
+    rows = (
         frame.select(
             pl.col(customer_col),
-            day,
-            *[pl.col(col).cast(pl.Float64).alias(n) for n, col in value_cols.items()],
+            _as_day(pl.col(time_col), schema[time_col]).cast(pl.Int32).alias("_day"),
+            # A missing amount adds nothing to its day (as in a SQL or polars sum).
+            *[pl.col(col).cast(pl.Float64).fill_null(0.0).alias(n) for n, col in value_cols.items()],
         )
-        .filter(pl.col(customer_col).is_not_null() & pl.col("_day").is_not_null())
-        .filter(pl.col("_day") <= snapshot_day)
-        .group_by(customer_col, "_day")
-        .agg(*[pl.col(n).sum() for n in value_cols])
+        .filter(pl.col(customer_col).is_not_null() & (pl.col("_day") <= snapshot_day))
+        .collect()
     )
-    per_customer = per_day.group_by(customer_col).agg(
-        pl.col("_day").min().alias("first_purchase_date"),
-        pl.col("_day").max().alias("last_purchase_date"),
-        (pl.len() - 1).cast(pl.Int64).alias("frequency"),
-        *[(pl.col(n).sum() - pl.col(n).min_by("_day")).alias(f"_repeat_{n}") for n in value_cols],
+    order, day, new_customer = _sort_by_customer_and_day(rows, customer_col)
+    new_day = new_customer.copy()
+    new_day[1:] |= day[1:] != day[:-1]
+    day_starts = np.flatnonzero(new_day)
+    day_index = np.cumsum(new_day) - 1  # purchase day of each sorted row
+    # Among purchase days: where each customer's first day sits, and which customer each day is.
+    first_of_customer = new_customer[day_starts]
+    firsts = np.flatnonzero(first_of_customer)
+    customer_index = np.cumsum(first_of_customer) - 1
+    n_days = np.diff(np.append(firsts, len(day_starts)))
+    purchase_day = day[day_starts]
+    first_day = purchase_day[firsts]
+    last_day = purchase_day[firsts + n_days - 1]
+    frequency = n_days - 1
+    repeat = frequency > 0
+
+    columns: dict[str, Any] = {
+        customer_col: rows[customer_col].gather(order[day_starts[firsts]]),
+        "frequency": pl.Series(frequency, dtype=pl.Int64),
+        "recency": (last_day - first_day) / days_per_unit,
+        "T": (snapshot_day - first_day) / days_per_unit,
+    }
+    for name in value_cols:
+        # bincount adds weights in row order: the same rows in the same order give the same bits.
+        per_day = np.bincount(day_index, weights=rows[name].to_numpy()[order], minlength=len(day_starts))
+        per_day[firsts] = 0.0  # the first purchase day is not a repeat purchase
+        repeat_total = np.bincount(customer_index, weights=per_day, minlength=len(firsts))
+        columns[name] = np.divide(repeat_total, frequency, out=np.zeros(len(firsts)), where=repeat)
+    columns["first_purchase_date"] = pl.Series(first_day, dtype=pl.Int32).cast(pl.Date)
+    columns["last_purchase_date"] = pl.Series(last_day, dtype=pl.Int32).cast(pl.Date)
+    return pl.DataFrame(columns).with_columns(
+        pl.col("recency", "T").cast(pl.Float64),
+        *[pl.when(pl.col("frequency") > 0).then(pl.col(name)).alias(name) for name in value_cols],
     )
-    span = (pl.col("last_purchase_date") - pl.col("first_purchase_date")).dt.total_days()
-    age = (pl.lit(snapshot_day) - pl.col("first_purchase_date")).dt.total_days()
-    has_repeats = pl.col("frequency") > 0
-    summary = per_customer.select(
-        pl.col(customer_col),
-        pl.col("frequency"),
-        (span.cast(pl.Float64) / days_per_unit).alias("recency"),
-        (age.cast(pl.Float64) / days_per_unit).alias("T"),
-        *[
-            pl.when(has_repeats).then(pl.col(f"_repeat_{n}") / pl.col("frequency")).alias(n)
-            for n in value_cols
-        ],
-        pl.col("first_purchase_date"),
-        pl.col("last_purchase_date"),
-    ).sort(customer_col)
-    return summary.collect()
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _sort_by_customer_and_day(rows: pl.DataFrame, customer_col: str) -> tuple[np.ndarray, ...]:
+    """Row positions sorted by (customer, day) with ties in input order, the sorted days, and
+    a flag on each customer's first sorted row.
+
+    Integer customer keys are packed with the day and the row position into one unique int64:
+    numpy's (SIMD) sort of plain integers is ~10x faster than a stable argsort.
+    """
+    n = rows.height
+    if n and rows.schema[customer_col].is_integer():
+        customer, day = rows[customer_col].to_numpy(), rows["_day"].to_numpy()
+        low_customer, low_day = customer.min(), int(day.min())
+        day_bits = (int(day.max()) - low_day).bit_length()
+        position_bits = (n - 1).bit_length()
+        if (int(customer.max()) - int(low_customer)).bit_length() + day_bits + position_bits <= 63:
+            key = (customer - low_customer).astype(np.int64) << (day_bits + position_bits)
+            key |= (day.astype(np.int64) - low_day) << position_bits
+            key |= np.arange(n, dtype=np.int64)
+            key.sort()
+            order = key & ((1 << position_bits) - 1)
+            key >>= position_bits
+            new_customer = np.ones(n, dtype=bool)
+            new_customer[1:] = (key[1:] >> day_bits) != (key[:-1] >> day_bits)
+            return order, (key & ((1 << day_bits) - 1)).astype(np.int32) + low_day, new_customer
+    order = rows.select(pl.arg_sort_by(customer_col, "_day", maintain_order=True)).to_series().to_numpy()
+    customers = rows[customer_col].gather(order)
+    new_customer = np.ones(n, dtype=bool)
+    if n > 1:
+        new_customer[1:] = (customers.slice(1) != customers.slice(0, n - 1)).to_numpy()
+    return order, rows["_day"].to_numpy()[order], new_customer
 
 
 def _as_lazy_polars(frame: Any) -> pl.LazyFrame:
@@ -252,18 +298,28 @@ def _days_per_unit(time_unit: str) -> float:
 def _compress(columns: dict[str, np.ndarray], w: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Collapse identical rows into one with summed weight; customers share few distinct patterns.
 
-    Order is kept so that the same input always gives bit-identical sums and fits.
+    Patterns come out sorted, so the same rows in any order give bit-identical sums and fits.
     """
     packed = _pack_on_day_grid(columns)
-    if packed is not None:
-        key, unpack = packed
-        grouped = (
-            pl.DataFrame({"_key": key, "_w": w}).group_by("_key", maintain_order=True).agg(pl.col("_w").sum())
-        )
-        return unpack(grouped["_key"].to_numpy()), grouped["_w"].to_numpy()
-    frame = pl.DataFrame({**columns, "_w": w})
-    grouped = frame.group_by(list(columns), maintain_order=True).agg(pl.col("_w").sum())
-    return {name: grouped[name].to_numpy() for name in columns}, grouped["_w"].to_numpy()
+    if packed is None:
+        grouped = pl.DataFrame({**columns, "_w": w}).group_by(list(columns)).agg(pl.col("_w").sum())
+        grouped = grouped.sort(list(columns))
+        return {name: grouped[name].to_numpy() for name in columns}, grouped["_w"].to_numpy()
+    key, unpack = packed
+    unit_weights = bool(np.all(w == 1.0))
+    if unit_weights:
+        key = np.sort(key)  # a plain integer sort is ~10x faster than a hash group-by here
+    else:
+        order = np.argsort(key, kind="stable")
+        key, w = key[order], w[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(first)
+    if unit_weights:
+        weights = np.diff(np.append(starts, len(key))).astype(float)
+    else:
+        weights = np.bincount(np.cumsum(first) - 1, weights=w, minlength=len(starts))
+    return unpack(key[starts]), weights
 
 
 _PACK_BITS = 21  # per column: three columns in one int64 key
@@ -271,14 +327,16 @@ _PACK_BITS = 21  # per column: three columns in one int64 key
 
 def _pack_on_day_grid(columns: dict[str, np.ndarray]):
     """One int64 key per row when every column is a whole number of days, in days or weeks, as
-    transaction_summary makes them (up to float rounding, 1e-12): grouping one key is ~2x faster."""
+    transaction_summary makes them (up to float rounding, 1e-12): one integer sorts fast."""
     if len(columns) * _PACK_BITS > 63:
         return None
     codes, grids = [], []
     for values in columns.values():
         for grid in sorted(set(DAYS_PER_UNIT.values())):
             code = np.round(values * grid)
-            on_grid = np.allclose(code / grid, values, rtol=1e-12, atol=0.0)
+            error = code / grid - values
+            np.abs(error, out=error)
+            on_grid = bool(np.all(error <= 1e-12 * np.abs(values)))
             if on_grid and code.min() >= 0 and code.max() < 2**_PACK_BITS:
                 codes.append(code.astype(np.int64))
                 grids.append(grid)

@@ -191,6 +191,40 @@ def test_transactions_after_the_snapshot_are_ignored():
     assert earlier.row(1, named=True)["T"] == 0.0  # eve's first day is the snapshot day
 
 
+def test_integer_customer_keys_summarise_like_strings():
+    """Integer keys take a packed-sort fast path; it must give the same summary, sorted by key."""
+    log = pl.from_pandas(tiny_log()).with_columns(
+        pl.col("customer_key").replace_strict({"ann": 30, "bob": -5, "eve": 7, "cid": 2}, default=None)
+    )
+    numbered = clv.transaction_summary(log, SNAPSHOT, margin_col="margin")
+    named = clv.transaction_summary(tiny_log(), SNAPSHOT, margin_col="margin")
+    assert numbered["customer_key"].to_list() == [-5, 7, 30]  # bob, eve, ann
+    by_name = named.with_columns(pl.col("customer_key").replace_strict({"ann": 30, "bob": -5, "eve": 7}))
+    assert numbered.equals(by_name.sort("customer_key"))
+
+
+def test_refits_on_the_same_orders_are_bit_identical():
+    """Same rows in the same order -> the same bits; BG/NBD even ignores the row order."""
+    orders = clv.simulate_transaction_log(
+        5_000,
+        clv.BGNBDParams(r=0.5, alpha=50.0, a=0.8, b=4.0),
+        clv.GammaGammaParams(p=6.0, q=4.0, gamma=20.0),
+        start=dt.date(2023, 1, 1),
+        end=dt.date(2024, 1, 1),
+        seed=9,
+    ).with_columns(pl.col("customer_key").cast(pl.String), margin=pl.col("amount") * 0.37)
+    first = clv.fit_clv(clv.transaction_summary(orders, "2023-12-31", margin_col="margin"))
+    second = clv.fit_clv(clv.transaction_summary(orders.clone(), "2023-12-31", margin_col="margin"))
+    assert first.scores.equals(second.scores)
+    assert (first.bgnbd, first.gamma_gamma) == (second.bgnbd, second.gamma_gamma)
+
+    summary = clv.transaction_summary(orders, "2023-12-31")
+    shuffled = summary.sample(fraction=1.0, shuffle=True, seed=3)
+    assert clv.fit_bgnbd(shuffled["frequency"], shuffled["recency"], shuffled["T"]) == clv.fit_bgnbd(
+        summary["frequency"], summary["recency"], summary["T"]
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Scoring sanity
 # --------------------------------------------------------------------------------------------
