@@ -71,7 +71,7 @@ def _summary(orders: pl.DataFrame, last_day: date, use_margin: bool) -> pl.DataF
         time_col="purchased_at",
         amount_col="amount",
         margin_col="margin" if use_margin else None,
-    ).sort("customer_key")  # one row order, so the fit reproduces to the last bit
+    )
 
 
 def uses_margin(orders: pl.DataFrame, config: ClvConfig) -> bool:
