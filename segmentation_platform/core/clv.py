@@ -400,12 +400,17 @@ _MAX_STEP = 5.0  # largest move of a log-parameter in one Newton iteration (a fa
 
 
 class _MeanNegativeLogLikelihood:
-    """-ll / n on log-parameters; value, gradient and Hessian come from one (cached) evaluation."""
+    """(-ll + penalizer |u|^2) / n on log-parameters u; value, gradient and Hessian come from one
+    (cached) evaluation."""
 
-    def __init__(self, likelihood: Any):
+    def __init__(self, likelihood: Any, penalizer: float = 0.0):
         self.likelihood = likelihood
         self.total_weight = likelihood.total_weight
+        self.penalizer = penalizer
         self._at: np.ndarray | None = None
+
+    def penalty(self, log_params: np.ndarray) -> float:
+        return self.penalizer * float(log_params @ log_params)
 
     def __call__(self, log_params: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         if self._at is None or not np.array_equal(log_params, self._at):
@@ -414,11 +419,12 @@ class _MeanNegativeLogLikelihood:
                 ll, grad, hess = self.likelihood.evaluate(*params, hessian=True)
             # Chain rule for theta = exp(u): d/du = theta d/dtheta.
             hess_u = np.outer(params, params) * hess + np.diag(params * grad)
-            value = -ll / self.total_weight
+            value = (self.penalty(log_params) - ll) / self.total_weight
+            ridge = 2.0 * self.penalizer / self.total_weight
             self._result = (
                 value if np.isfinite(value) else np.inf,
-                -grad * params / self.total_weight,
-                -hess_u / self.total_weight,
+                -grad * params / self.total_weight + ridge * log_params,
+                -hess_u / self.total_weight + ridge * np.eye(len(params)),
             )
             self._at = log_params.copy()
         return self._result
@@ -505,8 +511,10 @@ class _Optimum:
     message: str
 
 
-def _maximize_likelihood(make_likelihood, rows: dict[str, np.ndarray], weights: np.ndarray) -> _Optimum:
-    """Maximum likelihood over log-parameters (all parameters are positive).
+def _maximize_likelihood(
+    make_likelihood, rows: dict[str, np.ndarray], weights: np.ndarray, penalizer: float = 0.0
+) -> _Optimum:
+    """Maximum (penalized) likelihood over log-parameters (all parameters are positive).
 
     On large data the start comes from the same fit on a Poisson-thinned subsample of customers,
     so the full data only pays for the last, quadratically converging Newton steps.
@@ -519,10 +527,10 @@ def _maximize_likelihood(make_likelihood, rows: dict[str, np.ndarray], weights: 
         thinned = np.random.default_rng(0).poisson(weights * fraction).astype(float)
         keep = thinned > 0
         subsample = make_likelihood({name: values[keep] for name, values in rows.items()}, thinned[keep])
-        warm = _newton(_MeanNegativeLogLikelihood(subsample), start)
+        warm = _newton(_MeanNegativeLogLikelihood(subsample, penalizer), start)
         if warm.converged:
             start, warm_iterations = warm.log_params, warm.iterations
-    objective = _MeanNegativeLogLikelihood(likelihood)
+    objective = _MeanNegativeLogLikelihood(likelihood, penalizer)
     solution = _newton(objective, start)
     if not solution.converged:
         solution = _lbfgs(
@@ -536,7 +544,7 @@ def _maximize_likelihood(make_likelihood, rows: dict[str, np.ndarray], weights: 
         detail = f"a parameter runs to 0 or infinity, the data do not identify the model; {detail}"
     return _Optimum(
         params=np.exp(solution.log_params),
-        log_likelihood=-solution.value * likelihood.total_weight,
+        log_likelihood=objective.penalty(solution.log_params) - solution.value * likelihood.total_weight,
         converged=bool(converged),
         iterations=warm_iterations + solution.iterations,
         message=f"{state} ({detail})",
@@ -704,11 +712,16 @@ def fit_bgnbd(
     *,
     weights: Any | None = None,
     time_unit: str = "days",
+    penalizer: float = 0.0,
 ) -> BGNBDFit:
     """Maximum-likelihood BG/NBD fit on per-customer (x, t_x, T), numpy/pandas/polars arrays.
 
     ``time_unit`` only labels the result (it must match the unit of recency and T); alpha comes
     out in that unit. ``weights`` count customers per row, for already-aggregated data.
+    ``penalizer`` > 0 subtracts penalizer * sum(log(param)^2) from the log-likelihood (time
+    rescaled so the largest T is 10): a weak prior that keeps the parameters finite when the
+    plain maximum lies at a boundary (e.g. every customer drops out with the same probability,
+    a and b -> infinity). 0 = plain maximum likelihood, as lifetimes.
     """
     _days_per_unit(time_unit)
     x, t_x, age = _validated_bgnbd_inputs(frequency, recency, T)
@@ -716,7 +729,7 @@ def fit_bgnbd(
     # Work in time rescaled so the largest T is 10: keeps alpha O(1) for any unit.
     scale = 10.0 / max(float(age.max()), 1e-12)
     scaled_rows = {"x": rows["x"], "t_x": rows["t_x"] * scale, "T": rows["T"] * scale}
-    optimum = _maximize_likelihood(_BGNBDLikelihood.from_rows, scaled_rows, w)
+    optimum = _maximize_likelihood(_BGNBDLikelihood.from_rows, scaled_rows, w, _penalizer(penalizer))
     r, alpha_scaled, a, b = optimum.params
     params = BGNBDParams(r=float(r), alpha=float(alpha_scaled / scale), a=float(a), b=float(b))
     return BGNBDFit(
@@ -730,6 +743,12 @@ def fit_bgnbd(
         message=optimum.message,
         time_unit=time_unit,
     )
+
+
+def _penalizer(value: float) -> float:
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"penalizer must be finite and >= 0, got {value}")
+    return float(value)
 
 
 def _validated_bgnbd_inputs(
@@ -892,8 +911,12 @@ class _GammaGammaLikelihood:
         return float(ll), grad, np.triu(h) + np.triu(h, 1).T
 
 
-def fit_gamma_gamma(frequency: Any, mean_value: Any, *, weights: Any | None = None) -> GammaGammaFit:
+def fit_gamma_gamma(
+    frequency: Any, mean_value: Any, *, weights: Any | None = None, penalizer: float = 0.0
+) -> GammaGammaFit:
     """Maximum-likelihood Gamma-Gamma fit on repeat customers (x >= 1, mean value > 0).
+
+    ``penalizer``: as in fit_bgnbd, with values in units of their weighted mean.
 
     Zero or negative means cannot come from a gamma distribution, so they are rejected rather
     than silently dropped; ``fit_clv`` filters them out before fitting.
@@ -911,7 +934,9 @@ def fit_gamma_gamma(frequency: Any, mean_value: Any, *, weights: Any | None = No
     w = _validated_weights(weights, len(x))
     # Work in units of the average value so gamma starts O(1) whatever the currency.
     scale = float(np.average(m, weights=w))
-    optimum = _maximize_likelihood(_GammaGammaLikelihood.from_rows, {"x": x, "m": m / scale}, w)
+    optimum = _maximize_likelihood(
+        _GammaGammaLikelihood.from_rows, {"x": x, "m": m / scale}, w, _penalizer(penalizer)
+    )
     p, q, gamma_scaled = optimum.params
     params = GammaGammaParams(p=float(p), q=float(q), gamma=float(gamma_scaled * scale))
     return GammaGammaFit(
@@ -1007,6 +1032,7 @@ def fit_clv(
     time_unit: str = "days",
     horizon_months: int = 12,
     annual_discount_rate: float = 0.10,
+    penalizer: float = 0.0,
 ) -> CLVResult:
     """Fit BG/NBD on all customers and Gamma-Gamma on repeat customers, then score everyone.
 
@@ -1014,6 +1040,7 @@ def fit_clv(
     monetary_value (CLTV in revenue). ``time_unit`` must be the one the summary was built with.
     Customers with a non-positive mean value are left out of the Gamma-Gamma fit but scored.
     Raises ValueError when a fit does not converge rather than scoring with meaningless params.
+    ``penalizer`` goes to both fits (see fit_bgnbd).
     """
     summary = _as_lazy_polars(summary).collect()
     if value_col is None:
@@ -1022,11 +1049,13 @@ def fit_clv(
         raise ValueError(
             f"summary has no {value_col!r} column; pass amount_col/margin_col to transaction_summary"
         )
-    bgnbd = fit_bgnbd(summary["frequency"], summary["recency"], summary["T"], time_unit=time_unit)
+    bgnbd = fit_bgnbd(
+        summary["frequency"], summary["recency"], summary["T"], time_unit=time_unit, penalizer=penalizer
+    )
     repeaters = summary.filter((pl.col("frequency") > 0) & (pl.col(value_col) > 0))
     if repeaters.height == 0:
         raise ValueError("no repeat customers with positive value to fit the Gamma-Gamma model")
-    gamma_gamma = fit_gamma_gamma(repeaters["frequency"], repeaters[value_col])
+    gamma_gamma = fit_gamma_gamma(repeaters["frequency"], repeaters[value_col], penalizer=penalizer)
     for name, fit in (("BG/NBD", bgnbd), ("Gamma-Gamma", gamma_gamma)):
         if not fit.converged:
             raise ValueError(f"{name} fit failed: {fit.message}")

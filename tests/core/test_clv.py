@@ -371,3 +371,20 @@ def test_compression_on_the_day_grid_is_lossless():
     assert rows["x"].tolist() == [0.0, 1.0, 4.0]
     assert rows["t_x"] == pytest.approx([0.0, 3 / 7, 10 / 7], rel=1e-15)
     assert weights.tolist() == [2.0, 2.0, 1.0]
+
+
+def test_penalizer_keeps_a_boundary_fit_finite():
+    """Everyone drops out with the same probability: the plain maximum has a, b -> infinity.
+    A weak penalty gives finite parameters with the same a / (a + b) and almost the same fit."""
+    same_dropout = clv.BGNBDParams(r=0.5, alpha=5.0, a=2e5, b=8e5)
+    data = clv.simulate_bgnbd(3_000, same_dropout, 52.0, seed=1)
+    plain = clv.fit_bgnbd(data["frequency"], data["recency"], data["T"], time_unit="weeks")
+    assert not plain.converged and "do not identify" in plain.message
+    penalized = clv.fit_bgnbd(data["frequency"], data["recency"], data["T"], time_unit="weeks", penalizer=0.1)
+    assert penalized.converged and penalized.params.a < 100 and penalized.params.b < 500
+    dropout = penalized.params.a / (penalized.params.a + penalized.params.b)
+    assert dropout == pytest.approx(plain.params.a / (plain.params.a + plain.params.b), rel=0.05)
+    assert penalized.log_likelihood == pytest.approx(plain.log_likelihood, abs=2.0)
+    assert penalized.params.r == pytest.approx(plain.params.r, rel=0.01)
+    with pytest.raises(ValueError, match="penalizer"):
+        clv.fit_bgnbd(data["frequency"], data["recency"], data["T"], penalizer=-1.0)
