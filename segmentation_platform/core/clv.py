@@ -16,10 +16,14 @@ so weeks are fractional, as in the CDNOW data). The fitted BG/NBD ``alpha`` is i
 the published CDNOW parameters (r=0.243, alpha=4.414, a=0.793, b=2.426) are in weeks. A fit
 remembers its unit and converts horizons given in months (1 month = 365.25/12 days).
 
-Speed (1M customers / 3M orders in well under a second on 2 CPUs): the summary is two polars
-group-bys; the BG/NBD likelihood runs on distinct (x, t_x, T) rows weighted by their count,
-with x-only terms computed once per distinct x, an analytic gradient and Hessian, per-row terms
-split over threads, and Newton's method started from a fit on a 50k-customer subsample.
+Speed (1M customers / 3M orders in well under a second on 2 CPUs): the summary is one integer
+sort by (customer, day) and run-length sums; the BG/NBD likelihood runs on distinct
+(x, t_x, T) rows weighted by their count, with x-only terms computed once per distinct x, an
+analytic gradient and Hessian, per-row terms split over threads, and Newton's method started
+from a fit on a 50k-customer subsample.
+
+Reproducibility: every sum runs in a fixed order (row order, or sorted patterns), so refitting
+the same orders gives the same parameters and scores to the last bit.
 
 Typical use::
 
@@ -168,49 +172,95 @@ def transaction_summary(
     when the columns are given, monetary_value / margin_value (null when frequency is 0).
     Rows with a null customer or timestamp (anonymous receipts) are dropped; later
     transactions are ignored, so the same log can be summarised at any past snapshot.
+
+    One sort by (customer, day) and run-length sums instead of two hash group-bys (several
+    times faster at 3M orders, and the output comes sorted).
     """
     days_per_unit = _days_per_unit(time_unit)
-    snapshot_day = _to_date(snapshot_date)
+    snapshot_day = (_to_date(snapshot_date) - _EPOCH).days
     frame = _as_lazy_polars(transactions)
     schema = frame.collect_schema()
 
     value_cols = {"monetary_value": amount_col, "margin_value": margin_col}
     value_cols = {name: col for name, col in value_cols.items() if col is not None}
-    day = _as_day(pl.col(time_col), schema[time_col]).alias("_day")
-
-    per_day = (
+    rows = (
         frame.select(
             pl.col(customer_col),
-            day,
-            *[pl.col(col).cast(pl.Float64).alias(n) for n, col in value_cols.items()],
+            _as_day(pl.col(time_col), schema[time_col]).cast(pl.Int32).alias("_day"),
+            # A missing amount adds nothing to its day (as in a SQL or polars sum).
+            *[pl.col(col).cast(pl.Float64).fill_null(0.0).alias(n) for n, col in value_cols.items()],
         )
-        .filter(pl.col(customer_col).is_not_null() & pl.col("_day").is_not_null())
-        .filter(pl.col("_day") <= snapshot_day)
-        .group_by(customer_col, "_day")
-        .agg(*[pl.col(n).sum() for n in value_cols])
+        .filter(pl.col(customer_col).is_not_null() & (pl.col("_day") <= snapshot_day))
+        .collect()
     )
-    per_customer = per_day.group_by(customer_col).agg(
-        pl.col("_day").min().alias("first_purchase_date"),
-        pl.col("_day").max().alias("last_purchase_date"),
-        (pl.len() - 1).cast(pl.Int64).alias("frequency"),
-        *[(pl.col(n).sum() - pl.col(n).min_by("_day")).alias(f"_repeat_{n}") for n in value_cols],
+    order, day, new_customer = _sort_by_customer_and_day(rows, customer_col)
+    new_day = new_customer.copy()
+    new_day[1:] |= day[1:] != day[:-1]
+    day_starts = np.flatnonzero(new_day)
+    day_index = np.cumsum(new_day) - 1  # purchase day of each sorted row
+    # Among purchase days: where each customer's first day sits, and which customer each day is.
+    first_of_customer = new_customer[day_starts]
+    firsts = np.flatnonzero(first_of_customer)
+    customer_index = np.cumsum(first_of_customer) - 1
+    n_days = np.diff(np.append(firsts, len(day_starts)))
+    purchase_day = day[day_starts]
+    first_day = purchase_day[firsts]
+    last_day = purchase_day[firsts + n_days - 1]
+    frequency = n_days - 1
+    repeat = frequency > 0
+
+    columns: dict[str, Any] = {
+        customer_col: rows[customer_col].gather(order[day_starts[firsts]]),
+        "frequency": pl.Series(frequency, dtype=pl.Int64),
+        "recency": (last_day - first_day) / days_per_unit,
+        "T": (snapshot_day - first_day) / days_per_unit,
+    }
+    for name in value_cols:
+        # bincount adds weights in row order: the same rows in the same order give the same bits.
+        per_day = np.bincount(day_index, weights=rows[name].to_numpy()[order], minlength=len(day_starts))
+        per_day[firsts] = 0.0  # the first purchase day is not a repeat purchase
+        repeat_total = np.bincount(customer_index, weights=per_day, minlength=len(firsts))
+        columns[name] = np.divide(repeat_total, frequency, out=np.zeros(len(firsts)), where=repeat)
+    columns["first_purchase_date"] = pl.Series(first_day, dtype=pl.Int32).cast(pl.Date)
+    columns["last_purchase_date"] = pl.Series(last_day, dtype=pl.Int32).cast(pl.Date)
+    return pl.DataFrame(columns).with_columns(
+        pl.col("recency", "T").cast(pl.Float64),
+        *[pl.when(pl.col("frequency") > 0).then(pl.col(name)).alias(name) for name in value_cols],
     )
-    span = (pl.col("last_purchase_date") - pl.col("first_purchase_date")).dt.total_days()
-    age = (pl.lit(snapshot_day) - pl.col("first_purchase_date")).dt.total_days()
-    has_repeats = pl.col("frequency") > 0
-    summary = per_customer.select(
-        pl.col(customer_col),
-        pl.col("frequency"),
-        (span.cast(pl.Float64) / days_per_unit).alias("recency"),
-        (age.cast(pl.Float64) / days_per_unit).alias("T"),
-        *[
-            pl.when(has_repeats).then(pl.col(f"_repeat_{n}") / pl.col("frequency")).alias(n)
-            for n in value_cols
-        ],
-        pl.col("first_purchase_date"),
-        pl.col("last_purchase_date"),
-    ).sort(customer_col)
-    return summary.collect()
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _sort_by_customer_and_day(rows: pl.DataFrame, customer_col: str) -> tuple[np.ndarray, ...]:
+    """Row positions sorted by (customer, day) with ties in input order, the sorted days, and
+    a flag on each customer's first sorted row.
+
+    Integer customer keys are packed with the day and the row position into one unique int64:
+    numpy's (SIMD) sort of plain integers is ~10x faster than a stable argsort.
+    """
+    n = rows.height
+    if n and rows.schema[customer_col].is_integer():
+        customer, day = rows[customer_col].to_numpy(), rows["_day"].to_numpy()
+        low_customer, low_day = customer.min(), int(day.min())
+        day_bits = (int(day.max()) - low_day).bit_length()
+        position_bits = (n - 1).bit_length()
+        if (int(customer.max()) - int(low_customer)).bit_length() + day_bits + position_bits <= 63:
+            key = (customer - low_customer).astype(np.int64) << (day_bits + position_bits)
+            key |= (day.astype(np.int64) - low_day) << position_bits
+            key |= np.arange(n, dtype=np.int64)
+            key.sort()
+            order = key & ((1 << position_bits) - 1)
+            key >>= position_bits
+            new_customer = np.ones(n, dtype=bool)
+            new_customer[1:] = (key[1:] >> day_bits) != (key[:-1] >> day_bits)
+            return order, (key & ((1 << day_bits) - 1)).astype(np.int32) + low_day, new_customer
+    order = rows.select(pl.arg_sort_by(customer_col, "_day", maintain_order=True)).to_series().to_numpy()
+    customers = rows[customer_col].gather(order)
+    new_customer = np.ones(n, dtype=bool)
+    if n > 1:
+        new_customer[1:] = (customers.slice(1) != customers.slice(0, n - 1)).to_numpy()
+    return order, rows["_day"].to_numpy()[order], new_customer
 
 
 def _as_lazy_polars(frame: Any) -> pl.LazyFrame:
@@ -252,18 +302,28 @@ def _days_per_unit(time_unit: str) -> float:
 def _compress(columns: dict[str, np.ndarray], w: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Collapse identical rows into one with summed weight; customers share few distinct patterns.
 
-    Order is kept so that the same input always gives bit-identical sums and fits.
+    Patterns come out sorted, so the same rows in any order give bit-identical sums and fits.
     """
     packed = _pack_on_day_grid(columns)
-    if packed is not None:
-        key, unpack = packed
-        grouped = (
-            pl.DataFrame({"_key": key, "_w": w}).group_by("_key", maintain_order=True).agg(pl.col("_w").sum())
-        )
-        return unpack(grouped["_key"].to_numpy()), grouped["_w"].to_numpy()
-    frame = pl.DataFrame({**columns, "_w": w})
-    grouped = frame.group_by(list(columns), maintain_order=True).agg(pl.col("_w").sum())
-    return {name: grouped[name].to_numpy() for name in columns}, grouped["_w"].to_numpy()
+    if packed is None:
+        grouped = pl.DataFrame({**columns, "_w": w}).group_by(list(columns)).agg(pl.col("_w").sum())
+        grouped = grouped.sort(list(columns))
+        return {name: grouped[name].to_numpy() for name in columns}, grouped["_w"].to_numpy()
+    key, unpack = packed
+    unit_weights = bool(np.all(w == 1.0))
+    if unit_weights:
+        key = np.sort(key)  # a plain integer sort is ~10x faster than a hash group-by here
+    else:
+        order = np.argsort(key, kind="stable")
+        key, w = key[order], w[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(first)
+    if unit_weights:
+        weights = np.diff(np.append(starts, len(key))).astype(float)
+    else:
+        weights = np.bincount(np.cumsum(first) - 1, weights=w, minlength=len(starts))
+    return unpack(key[starts]), weights
 
 
 _PACK_BITS = 21  # per column: three columns in one int64 key
@@ -271,14 +331,16 @@ _PACK_BITS = 21  # per column: three columns in one int64 key
 
 def _pack_on_day_grid(columns: dict[str, np.ndarray]):
     """One int64 key per row when every column is a whole number of days, in days or weeks, as
-    transaction_summary makes them (up to float rounding, 1e-12): grouping one key is ~2x faster."""
+    transaction_summary makes them (up to float rounding, 1e-12): one integer sorts fast."""
     if len(columns) * _PACK_BITS > 63:
         return None
     codes, grids = [], []
     for values in columns.values():
         for grid in sorted(set(DAYS_PER_UNIT.values())):
             code = np.round(values * grid)
-            on_grid = np.allclose(code / grid, values, rtol=1e-12, atol=0.0)
+            error = code / grid - values
+            np.abs(error, out=error)
+            on_grid = bool(np.all(error <= 1e-12 * np.abs(values)))
             if on_grid and code.min() >= 0 and code.max() < 2**_PACK_BITS:
                 codes.append(code.astype(np.int64))
                 grids.append(grid)
@@ -338,12 +400,17 @@ _MAX_STEP = 5.0  # largest move of a log-parameter in one Newton iteration (a fa
 
 
 class _MeanNegativeLogLikelihood:
-    """-ll / n on log-parameters; value, gradient and Hessian come from one (cached) evaluation."""
+    """(-ll + penalizer |u|^2) / n on log-parameters u; value, gradient and Hessian come from one
+    (cached) evaluation."""
 
-    def __init__(self, likelihood: Any):
+    def __init__(self, likelihood: Any, penalizer: float = 0.0):
         self.likelihood = likelihood
         self.total_weight = likelihood.total_weight
+        self.penalizer = penalizer
         self._at: np.ndarray | None = None
+
+    def penalty(self, log_params: np.ndarray) -> float:
+        return self.penalizer * float(log_params @ log_params)
 
     def __call__(self, log_params: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         if self._at is None or not np.array_equal(log_params, self._at):
@@ -352,11 +419,12 @@ class _MeanNegativeLogLikelihood:
                 ll, grad, hess = self.likelihood.evaluate(*params, hessian=True)
             # Chain rule for theta = exp(u): d/du = theta d/dtheta.
             hess_u = np.outer(params, params) * hess + np.diag(params * grad)
-            value = -ll / self.total_weight
+            value = (self.penalty(log_params) - ll) / self.total_weight
+            ridge = 2.0 * self.penalizer / self.total_weight
             self._result = (
                 value if np.isfinite(value) else np.inf,
-                -grad * params / self.total_weight,
-                -hess_u / self.total_weight,
+                -grad * params / self.total_weight + ridge * log_params,
+                -hess_u / self.total_weight + ridge * np.eye(len(params)),
             )
             self._at = log_params.copy()
         return self._result
@@ -443,8 +511,10 @@ class _Optimum:
     message: str
 
 
-def _maximize_likelihood(make_likelihood, rows: dict[str, np.ndarray], weights: np.ndarray) -> _Optimum:
-    """Maximum likelihood over log-parameters (all parameters are positive).
+def _maximize_likelihood(
+    make_likelihood, rows: dict[str, np.ndarray], weights: np.ndarray, penalizer: float = 0.0
+) -> _Optimum:
+    """Maximum (penalized) likelihood over log-parameters (all parameters are positive).
 
     On large data the start comes from the same fit on a Poisson-thinned subsample of customers,
     so the full data only pays for the last, quadratically converging Newton steps.
@@ -457,10 +527,10 @@ def _maximize_likelihood(make_likelihood, rows: dict[str, np.ndarray], weights: 
         thinned = np.random.default_rng(0).poisson(weights * fraction).astype(float)
         keep = thinned > 0
         subsample = make_likelihood({name: values[keep] for name, values in rows.items()}, thinned[keep])
-        warm = _newton(_MeanNegativeLogLikelihood(subsample), start)
+        warm = _newton(_MeanNegativeLogLikelihood(subsample, penalizer), start)
         if warm.converged:
             start, warm_iterations = warm.log_params, warm.iterations
-    objective = _MeanNegativeLogLikelihood(likelihood)
+    objective = _MeanNegativeLogLikelihood(likelihood, penalizer)
     solution = _newton(objective, start)
     if not solution.converged:
         solution = _lbfgs(
@@ -474,7 +544,7 @@ def _maximize_likelihood(make_likelihood, rows: dict[str, np.ndarray], weights: 
         detail = f"a parameter runs to 0 or infinity, the data do not identify the model; {detail}"
     return _Optimum(
         params=np.exp(solution.log_params),
-        log_likelihood=-solution.value * likelihood.total_weight,
+        log_likelihood=objective.penalty(solution.log_params) - solution.value * likelihood.total_weight,
         converged=bool(converged),
         iterations=warm_iterations + solution.iterations,
         message=f"{state} ({detail})",
@@ -642,11 +712,16 @@ def fit_bgnbd(
     *,
     weights: Any | None = None,
     time_unit: str = "days",
+    penalizer: float = 0.0,
 ) -> BGNBDFit:
     """Maximum-likelihood BG/NBD fit on per-customer (x, t_x, T), numpy/pandas/polars arrays.
 
     ``time_unit`` only labels the result (it must match the unit of recency and T); alpha comes
     out in that unit. ``weights`` count customers per row, for already-aggregated data.
+    ``penalizer`` > 0 subtracts penalizer * sum(log(param)^2) from the log-likelihood (time
+    rescaled so the largest T is 10): a weak prior that keeps the parameters finite when the
+    plain maximum lies at a boundary (e.g. every customer drops out with the same probability,
+    a and b -> infinity). 0 = plain maximum likelihood, as lifetimes.
     """
     _days_per_unit(time_unit)
     x, t_x, age = _validated_bgnbd_inputs(frequency, recency, T)
@@ -654,7 +729,7 @@ def fit_bgnbd(
     # Work in time rescaled so the largest T is 10: keeps alpha O(1) for any unit.
     scale = 10.0 / max(float(age.max()), 1e-12)
     scaled_rows = {"x": rows["x"], "t_x": rows["t_x"] * scale, "T": rows["T"] * scale}
-    optimum = _maximize_likelihood(_BGNBDLikelihood.from_rows, scaled_rows, w)
+    optimum = _maximize_likelihood(_BGNBDLikelihood.from_rows, scaled_rows, w, _penalizer(penalizer))
     r, alpha_scaled, a, b = optimum.params
     params = BGNBDParams(r=float(r), alpha=float(alpha_scaled / scale), a=float(a), b=float(b))
     return BGNBDFit(
@@ -668,6 +743,12 @@ def fit_bgnbd(
         message=optimum.message,
         time_unit=time_unit,
     )
+
+
+def _penalizer(value: float) -> float:
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"penalizer must be finite and >= 0, got {value}")
+    return float(value)
 
 
 def _validated_bgnbd_inputs(
@@ -830,8 +911,12 @@ class _GammaGammaLikelihood:
         return float(ll), grad, np.triu(h) + np.triu(h, 1).T
 
 
-def fit_gamma_gamma(frequency: Any, mean_value: Any, *, weights: Any | None = None) -> GammaGammaFit:
+def fit_gamma_gamma(
+    frequency: Any, mean_value: Any, *, weights: Any | None = None, penalizer: float = 0.0
+) -> GammaGammaFit:
     """Maximum-likelihood Gamma-Gamma fit on repeat customers (x >= 1, mean value > 0).
+
+    ``penalizer``: as in fit_bgnbd, with values in units of their weighted mean.
 
     Zero or negative means cannot come from a gamma distribution, so they are rejected rather
     than silently dropped; ``fit_clv`` filters them out before fitting.
@@ -849,7 +934,9 @@ def fit_gamma_gamma(frequency: Any, mean_value: Any, *, weights: Any | None = No
     w = _validated_weights(weights, len(x))
     # Work in units of the average value so gamma starts O(1) whatever the currency.
     scale = float(np.average(m, weights=w))
-    optimum = _maximize_likelihood(_GammaGammaLikelihood.from_rows, {"x": x, "m": m / scale}, w)
+    optimum = _maximize_likelihood(
+        _GammaGammaLikelihood.from_rows, {"x": x, "m": m / scale}, w, _penalizer(penalizer)
+    )
     p, q, gamma_scaled = optimum.params
     params = GammaGammaParams(p=float(p), q=float(q), gamma=float(gamma_scaled * scale))
     return GammaGammaFit(
@@ -945,6 +1032,7 @@ def fit_clv(
     time_unit: str = "days",
     horizon_months: int = 12,
     annual_discount_rate: float = 0.10,
+    penalizer: float = 0.0,
 ) -> CLVResult:
     """Fit BG/NBD on all customers and Gamma-Gamma on repeat customers, then score everyone.
 
@@ -952,6 +1040,7 @@ def fit_clv(
     monetary_value (CLTV in revenue). ``time_unit`` must be the one the summary was built with.
     Customers with a non-positive mean value are left out of the Gamma-Gamma fit but scored.
     Raises ValueError when a fit does not converge rather than scoring with meaningless params.
+    ``penalizer`` goes to both fits (see fit_bgnbd).
     """
     summary = _as_lazy_polars(summary).collect()
     if value_col is None:
@@ -960,11 +1049,13 @@ def fit_clv(
         raise ValueError(
             f"summary has no {value_col!r} column; pass amount_col/margin_col to transaction_summary"
         )
-    bgnbd = fit_bgnbd(summary["frequency"], summary["recency"], summary["T"], time_unit=time_unit)
+    bgnbd = fit_bgnbd(
+        summary["frequency"], summary["recency"], summary["T"], time_unit=time_unit, penalizer=penalizer
+    )
     repeaters = summary.filter((pl.col("frequency") > 0) & (pl.col(value_col) > 0))
     if repeaters.height == 0:
         raise ValueError("no repeat customers with positive value to fit the Gamma-Gamma model")
-    gamma_gamma = fit_gamma_gamma(repeaters["frequency"], repeaters[value_col])
+    gamma_gamma = fit_gamma_gamma(repeaters["frequency"], repeaters[value_col], penalizer=penalizer)
     for name, fit in (("BG/NBD", bgnbd), ("Gamma-Gamma", gamma_gamma)):
         if not fit.converged:
             raise ValueError(f"{name} fit failed: {fit.message}")

@@ -26,12 +26,19 @@ class ClvConfig:
     annual_discount_rate: float
     holdout_days: int
     min_repeat_customers: int
+    penalizer: float
 
 
 def load_clv_config(path: Path | str = CONFIG_PATH) -> ClvConfig:
     config = read_yaml(path)
     config.only(
-        "version", "value", "horizon_months", "annual_discount_rate", "holdout_days", "min_repeat_customers"
+        "version",
+        "value",
+        "horizon_months",
+        "annual_discount_rate",
+        "holdout_days",
+        "min_repeat_customers",
+        "penalizer",
     )
     return ClvConfig(
         version=config.integer("version", minimum=1),
@@ -40,6 +47,7 @@ def load_clv_config(path: Path | str = CONFIG_PATH) -> ClvConfig:
         annual_discount_rate=config.number("annual_discount_rate", minimum=0, maximum=1),
         holdout_days=config.integer("holdout_days", minimum=7, maximum=365),
         min_repeat_customers=config.integer("min_repeat_customers", minimum=1),
+        penalizer=config.number("penalizer", minimum=0, maximum=100),
     )
 
 
@@ -51,8 +59,11 @@ def _fit(summary: pl.DataFrame, config: ClvConfig, value_col: str, **kwargs) -> 
             f"only {repeaters} repeat customers before the snapshot (min_repeat_customers = "
             f"{config.min_repeat_customers}): too little history to fit"
         )
-    result = clv.fit_clv(summary, value_col=value_col, **kwargs)
-    if not (result.bgnbd.converged and result.gamma_gamma.converged) or not result.scores["cltv"].is_finite().all():
+    result = clv.fit_clv(summary, value_col=value_col, penalizer=config.penalizer, **kwargs)
+    if (
+        not (result.bgnbd.converged and result.gamma_gamma.converged)
+        or not result.scores["cltv"].is_finite().all()
+    ):
         raise ValueError(
             f"degenerate fit on {repeaters} repeat customers (BG/NBD: {result.bgnbd.message}; "
             f"Gamma-Gamma: {result.gamma_gamma.message}): too little history to fit"
@@ -71,7 +82,7 @@ def _summary(orders: pl.DataFrame, last_day: date, use_margin: bool) -> pl.DataF
         time_col="purchased_at",
         amount_col="amount",
         margin_col="margin" if use_margin else None,
-    ).sort("customer_key")  # one row order, so the fit reproduces to the last bit
+    )
 
 
 def uses_margin(orders: pl.DataFrame, config: ClvConfig) -> bool:

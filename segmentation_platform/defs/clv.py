@@ -138,7 +138,11 @@ def clv_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
                         model="bgnbd",
                         version=code_version,
                         n_training_rows=result.bgnbd.n_customers,
-                        parameters={**result.bgnbd.params.__dict__, "time_unit": result.bgnbd.time_unit},
+                        parameters={
+                            **result.bgnbd.params.__dict__,
+                            "time_unit": result.bgnbd.time_unit,
+                            "penalizer": CLV_CONFIG.penalizer,
+                        },
                         metrics={
                             "log_likelihood": result.bgnbd.log_likelihood,
                             "converged": result.bgnbd.converged,
@@ -150,7 +154,11 @@ def clv_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
                         model="gamma_gamma",
                         version=code_version,
                         n_training_rows=result.gamma_gamma.n_customers,
-                        parameters={**result.gamma_gamma.params.__dict__, "value_basis": basis},
+                        parameters={
+                            **result.gamma_gamma.params.__dict__,
+                            "value_basis": basis,
+                            "penalizer": CLV_CONFIG.penalizer,
+                        },
                         metrics={
                             "log_likelihood": result.gamma_gamma.log_likelihood,
                             "converged": result.gamma_gamma.converged,

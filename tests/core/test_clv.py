@@ -191,6 +191,40 @@ def test_transactions_after_the_snapshot_are_ignored():
     assert earlier.row(1, named=True)["T"] == 0.0  # eve's first day is the snapshot day
 
 
+def test_integer_customer_keys_summarise_like_strings():
+    """Integer keys take a packed-sort fast path; it must give the same summary, sorted by key."""
+    log = pl.from_pandas(tiny_log()).with_columns(
+        pl.col("customer_key").replace_strict({"ann": 30, "bob": -5, "eve": 7, "cid": 2}, default=None)
+    )
+    numbered = clv.transaction_summary(log, SNAPSHOT, margin_col="margin")
+    named = clv.transaction_summary(tiny_log(), SNAPSHOT, margin_col="margin")
+    assert numbered["customer_key"].to_list() == [-5, 7, 30]  # bob, eve, ann
+    by_name = named.with_columns(pl.col("customer_key").replace_strict({"ann": 30, "bob": -5, "eve": 7}))
+    assert numbered.equals(by_name.sort("customer_key"))
+
+
+def test_refits_on_the_same_orders_are_bit_identical():
+    """Same rows in the same order -> the same bits; BG/NBD even ignores the row order."""
+    orders = clv.simulate_transaction_log(
+        5_000,
+        clv.BGNBDParams(r=0.5, alpha=50.0, a=0.8, b=4.0),
+        clv.GammaGammaParams(p=6.0, q=4.0, gamma=20.0),
+        start=dt.date(2023, 1, 1),
+        end=dt.date(2024, 1, 1),
+        seed=9,
+    ).with_columns(pl.col("customer_key").cast(pl.String), margin=pl.col("amount") * 0.37)
+    first = clv.fit_clv(clv.transaction_summary(orders, "2023-12-31", margin_col="margin"))
+    second = clv.fit_clv(clv.transaction_summary(orders.clone(), "2023-12-31", margin_col="margin"))
+    assert first.scores.equals(second.scores)
+    assert (first.bgnbd, first.gamma_gamma) == (second.bgnbd, second.gamma_gamma)
+
+    summary = clv.transaction_summary(orders, "2023-12-31")
+    shuffled = summary.sample(fraction=1.0, shuffle=True, seed=3)
+    assert clv.fit_bgnbd(shuffled["frequency"], shuffled["recency"], shuffled["T"]) == clv.fit_bgnbd(
+        summary["frequency"], summary["recency"], summary["T"]
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Scoring sanity
 # --------------------------------------------------------------------------------------------
@@ -337,3 +371,20 @@ def test_compression_on_the_day_grid_is_lossless():
     assert rows["x"].tolist() == [0.0, 1.0, 4.0]
     assert rows["t_x"] == pytest.approx([0.0, 3 / 7, 10 / 7], rel=1e-15)
     assert weights.tolist() == [2.0, 2.0, 1.0]
+
+
+def test_penalizer_keeps_a_boundary_fit_finite():
+    """Everyone drops out with the same probability: the plain maximum has a, b -> infinity.
+    A weak penalty gives finite parameters with the same a / (a + b) and almost the same fit."""
+    same_dropout = clv.BGNBDParams(r=0.5, alpha=5.0, a=2e5, b=8e5)
+    data = clv.simulate_bgnbd(3_000, same_dropout, 52.0, seed=1)
+    plain = clv.fit_bgnbd(data["frequency"], data["recency"], data["T"], time_unit="weeks")
+    assert not plain.converged and "do not identify" in plain.message
+    penalized = clv.fit_bgnbd(data["frequency"], data["recency"], data["T"], time_unit="weeks", penalizer=0.1)
+    assert penalized.converged and penalized.params.a < 100 and penalized.params.b < 500
+    dropout = penalized.params.a / (penalized.params.a + penalized.params.b)
+    assert dropout == pytest.approx(plain.params.a / (plain.params.a + plain.params.b), rel=0.05)
+    assert penalized.log_likelihood == pytest.approx(plain.log_likelihood, abs=2.0)
+    assert penalized.params.r == pytest.approx(plain.params.r, rel=0.01)
+    with pytest.raises(ValueError, match="penalizer"):
+        clv.fit_bgnbd(data["frequency"], data["recency"], data["T"], penalizer=-1.0)

@@ -1,0 +1,78 @@
+"""A backfill of 26 weekly snapshots gives 26 partitions of every weekly asset; re-running one
+of them changes no table, model tables included."""
+
+from datetime import timedelta
+
+import duckdb
+import pytest
+
+from segmentation_platform.defs.jobs import WEEKLY_SEGMENTATION
+from segmentation_platform.defs.partitions import weekly_snapshots
+from tests.pipeline_world import SNAPSHOT_DATES, WEEKLY_KEYS, checksums, pipeline_run, tables
+
+# Stages that score every customer who exists at a snapshot: a row set per snapshot from the first.
+EVERY_SNAPSHOT = (
+    "features.customer_features",
+    "models.rfm_scores",
+    "models.behaviour_clusters",
+    "segments.assignments",
+    "segments.profiles",
+    "activation.holdouts",
+    "measurement.segment_kpis",
+)
+
+
+# The shared pipeline run takes minutes; more on a busy machine than the default 600 s allow.
+pytestmark = pytest.mark.timeout(1800)
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory):
+    return pipeline_run(tmp_path_factory)
+
+
+def test_every_weekly_asset_has_26_partitions(backfilled):
+    assert len(WEEKLY_KEYS) == 26
+    weekly_assets = [
+        spec.key
+        for spec in backfilled.platform.defs.resolve_all_asset_specs()
+        if spec.partitions_def == weekly_snapshots
+    ]
+    assert len(weekly_assets) >= 10
+    instance = backfilled.platform.instance
+    for key in weekly_assets:
+        assert instance.get_materialized_partitions(key) == set(WEEKLY_KEYS), key.to_user_string()
+
+
+def test_weekly_tables_hold_one_snapshot_per_partition(backfilled):
+    warehouse = backfilled.platform.warehouse
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        per_table = {}
+        for name in tables(warehouse):
+            columns = {r[0] for r in conn.execute(f"DESCRIBE {name}").fetchall()}
+            if "snapshot_date" in columns:
+                dates = conn.execute(f"SELECT DISTINCT snapshot_date FROM {name} ORDER BY 1").fetchall()
+                per_table[name] = [d for (d,) in dates]
+    assert set(EVERY_SNAPSHOT) <= set(per_table)
+    for name in EVERY_SNAPSHOT:
+        assert per_table[name] == SNAPSHOT_DATES, name
+    # Models that need history start later, then never miss a week.
+    for name, dates in per_table.items():
+        assert dates == SNAPSHOT_DATES[len(SNAPSHOT_DATES) - len(dates) :], name
+    # CLTV needs 50 repeat buyers before its first fit: a few weeks into the shop's history.
+    assert 18 <= len(per_table["models.clv_scores"]) < 26
+    assert len(per_table["models.clv_validation"]) >= 1 and len(per_table["models.churn_scores"]) >= 1
+
+
+def test_rerunning_one_snapshot_changes_nothing(backfilled):
+    platform = backfilled.platform
+    before = checksums(platform.warehouse)
+    window = weekly_snapshots.time_window_for_partition_key(WEEKLY_KEYS[17])
+    start, end = window.start.date(), window.end.date() - timedelta(days=1)
+    result = platform.run(WEEKLY_SEGMENTATION, start, end)
+    assert {m.partition for m in result.get_asset_materialization_events() if m.partition} == {
+        WEEKLY_KEYS[17]
+    }
+    after = checksums(platform.warehouse)
+    assert [name for name in before if after.get(name) != before[name]] == []
+    assert after == before

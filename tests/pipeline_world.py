@@ -1,0 +1,136 @@
+"""One generated shop run through the whole pipeline once per test session.
+
+Shared by the full-pipeline tests (every stage writes rows, re-runs change nothing) and the
+weekly backfill test, so the suite pays for ingestion, identity resolution and 26 weekly
+snapshots once. Tests that re-run jobs on it must leave every table as they found it, which
+is exactly what they assert.
+"""
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from segmentation_platform.core.registry import REGISTRY_COLUMNS
+from segmentation_platform.core.warehouse import table_checksum
+from segmentation_platform.defs.partitions import weekly_snapshots
+from segmentation_platform.demo import partition_keys_within
+from segmentation_platform.synthetic.generator import generate
+from tests.conftest import Platform
+
+# Seven months: 26 complete weekly snapshots (2025-01-06 .. 2025-07-07), enough history for
+# CLTV fits and for the churn labels of later snapshots.
+PERSONS, START, END = 800, date(2025, 1, 1), date(2025, 7, 6)
+WEEKLY_KEYS = partition_keys_within(weekly_snapshots, START, END)
+SNAPSHOT_DATES = [weekly_snapshots.time_window_for_partition_key(k).end.date() for k in WEEKLY_KEYS]
+
+# Columns that record when something ran, not what it computed.
+VOLATILE_COLUMNS = {
+    "_loaded_at",
+    "assigned_at",
+    "fitted_at",
+    "recorded_at",
+    "started_at",
+    "finished_at",
+    "changed_at",
+    "created_at",
+    "flagged_at",
+    "export_id",
+}
+# Logs of side effects outside the warehouse: a re-run legitimately logs something else.
+# activation.exports records each delivery attempt; re-running an older snapshot is logged
+# as "skipped" because the destination already holds a newer one.
+EFFECT_LOGS = {"activation.exports"}
+# Measurement sums DOUBLEs with DuckDB's parallel aggregates, whose addition order varies from
+# run to run: the same inputs give the same KPIs to ~1e-15, not bit for bit. Compared at
+# float32 precision (any real change still shows).
+FLOAT_SUM_SCHEMAS = {"measurement"}
+
+
+@dataclass
+class PipelineRun:
+    platform: Platform
+    weekly: dg.ExecuteInProcessResult
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+_RUN: list[PipelineRun] = []
+
+
+def pipeline_run(tmp_path_factory) -> PipelineRun:
+    """Generate, ingest, resolve identities and materialize the 26 weekly snapshots (once)."""
+    if not _RUN:
+        seconds = {}
+        began = time.perf_counter()
+        data_dir = tmp_path_factory.mktemp("pipeline")
+        generate(data_dir, persons=PERSONS, start=START, end=END, seed=5)
+        platform = Platform(data_dir, START, END)
+        seconds["generate"] = time.perf_counter() - began
+        for job in ("daily_ingestion", "identity_resolution", "weekly_segmentation"):
+            began = time.perf_counter()
+            result = platform.run(job)
+            seconds[job] = time.perf_counter() - began
+        _RUN.append(PipelineRun(platform, result, seconds))
+    return _RUN[0]
+
+
+def tables(warehouse: Path) -> list[str]:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables ORDER BY 1"
+            ).fetchall()
+        ]
+
+
+def checksums(warehouse: Path) -> dict[str, str]:
+    """Content hash of every table but the effect logs, without run-time columns.
+
+    models.registry is hashed with churn's `fit_seconds` (wall time of a fit, which the churn
+    stage records among its parameters) blanked: everything else in it must reproduce.
+    """
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        sums = {
+            name: table_checksum(conn, name, exclude=VOLATILE_COLUMNS)
+            for name in tables(warehouse)
+            if name not in EFFECT_LOGS and name != "models.registry"
+        }
+        for name in sums:
+            if name.split(".")[0] in FLOAT_SUM_SCHEMAS:
+                sums[name] = _checksum_at_float32(conn, name)
+        columns = [c for c in REGISTRY_COLUMNS if c not in VOLATILE_COLUMNS]
+        values = [f"coalesce(CAST({c} AS VARCHAR), '<null>')" for c in columns]
+        values[columns.index("parameters")] = (
+            """regexp_replace(parameters, '"fit_seconds": [0-9.e+-]+', '"fit_seconds": _')"""
+        )
+        row = " || '|' || ".join(values)
+        sums["models.registry"] = conn.execute(
+            "SELECT count(*) || ':' || md5(string_agg(r, chr(10) ORDER BY r)) "
+            f"FROM (SELECT {row} AS r FROM models.registry)"
+        ).fetchone()[0]
+    return sums
+
+
+def _checksum_at_float32(conn, table: str) -> str:
+    schema, name = table.split(".")
+    columns = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, name],
+    ).fetchall()
+    values = [
+        f"coalesce(CAST(CAST({c} AS FLOAT) AS VARCHAR), '<null>')"
+        if kind == "DOUBLE"
+        else f"coalesce(CAST({c} AS VARCHAR), '<null>')"
+        for c, kind in columns
+        if c not in VOLATILE_COLUMNS
+    ]
+    row = " || '|' || ".join(values)
+    return conn.execute(
+        "SELECT count(*) || ':' || coalesce(md5(string_agg(r, chr(10) ORDER BY r)), '') "
+        f"FROM (SELECT {row} AS r FROM {table})"
+    ).fetchone()[0]
