@@ -14,7 +14,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from segmentation_platform.core.registry import REGISTRY_COLUMNS
 from segmentation_platform.core.warehouse import table_checksum
 from segmentation_platform.defs.partitions import weekly_snapshots
 from segmentation_platform.demo import partition_keys_within
@@ -44,12 +43,6 @@ VOLATILE_COLUMNS = {
 # activation.exports records each delivery attempt; re-running an older snapshot is logged
 # as "skipped" because the destination already holds a newer one.
 EFFECT_LOGS = {"activation.exports"}
-# Measurement sums DOUBLEs with DuckDB's parallel aggregates, whose addition order varies from
-# run to run: the same inputs give the same KPIs to ~1e-15, not bit for bit. Compared at
-# float32 precision (any real change still shows).
-FLOAT_SUM_SCHEMAS = {"measurement"}
-
-
 @dataclass
 class PipelineRun:
     platform: Platform
@@ -88,49 +81,10 @@ def tables(warehouse: Path) -> list[str]:
 
 
 def checksums(warehouse: Path) -> dict[str, str]:
-    """Content hash of every table but the effect logs, without run-time columns.
-
-    models.registry is hashed with churn's `fit_seconds` (wall time of a fit, which the churn
-    stage records among its parameters) blanked: everything else in it must reproduce.
-    """
+    """Content hash of every table but the effect logs, without run-time columns."""
     with duckdb.connect(str(warehouse), read_only=True) as conn:
-        sums = {
+        return {
             name: table_checksum(conn, name, exclude=VOLATILE_COLUMNS)
             for name in tables(warehouse)
-            if name not in EFFECT_LOGS and name != "models.registry"
+            if name not in EFFECT_LOGS
         }
-        for name in sums:
-            if name.split(".")[0] in FLOAT_SUM_SCHEMAS:
-                sums[name] = _checksum_at_float32(conn, name)
-        columns = [c for c in REGISTRY_COLUMNS if c not in VOLATILE_COLUMNS]
-        values = [f"coalesce(CAST({c} AS VARCHAR), '<null>')" for c in columns]
-        values[columns.index("parameters")] = (
-            """regexp_replace(parameters, '"fit_seconds": [0-9.e+-]+', '"fit_seconds": _')"""
-        )
-        row = " || '|' || ".join(values)
-        sums["models.registry"] = conn.execute(
-            "SELECT count(*) || ':' || md5(string_agg(r, chr(10) ORDER BY r)) "
-            f"FROM (SELECT {row} AS r FROM models.registry)"
-        ).fetchone()[0]
-    return sums
-
-
-def _checksum_at_float32(conn, table: str) -> str:
-    schema, name = table.split(".")
-    columns = conn.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        [schema, name],
-    ).fetchall()
-    values = [
-        f"coalesce(CAST(CAST({c} AS FLOAT) AS VARCHAR), '<null>')"
-        if kind == "DOUBLE"
-        else f"coalesce(CAST({c} AS VARCHAR), '<null>')"
-        for c, kind in columns
-        if c not in VOLATILE_COLUMNS
-    ]
-    row = " || '|' || ".join(values)
-    return conn.execute(
-        "SELECT count(*) || ':' || coalesce(md5(string_agg(r, chr(10) ORDER BY r)), '') "
-        f"FROM (SELECT {row} AS r FROM {table})"
-    ).fetchone()[0]

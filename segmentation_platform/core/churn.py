@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from segmentation_platform.core.clv_snapshot import load_clv_config
 from segmentation_platform.core.located_yaml import ConfigError, Section, load_located_yaml
 from segmentation_platform.core.registry import ModelRecord
 
@@ -116,6 +117,8 @@ class ChurnConfig:
     permutation_repeats: int = 2
     threads: int | None = 1
     declared_version: int = 1
+    # The BG/NBD fits behind the labels and signals are the CLV stage's model, with its prior.
+    bgnbd_penalizer: float = 0.0
 
     def tier_of(self, probability: np.ndarray) -> np.ndarray:
         """Risk tier names; NaN probability -> None."""
@@ -164,6 +167,7 @@ def load_churn_config(path: Path | str = CHURN_CONFIG_PATH) -> ChurnConfig:
         previous = minimum if minimum is not None else previous
         tiers.append(RiskTier(tier.text("name", word=True), minimum))
     kwargs: dict = {
+        "bgnbd_penalizer": load_clv_config().penalizer,
         "declared_version": top.number("version", integer=True, low=1),
         "horizon_days": top.number("horizon_days", integer=True, low=1, high=3650),
         "risk_tiers": tuple(tiers),
@@ -246,9 +250,11 @@ TREND_COLUMNS = ("email_open_trend", "email_click_trend")
 # Per-row BG/NBD posterior of the purchase rate if alive, Gamma(shape, rate): label inputs, never model inputs.
 _SHAPE, _RATE = "_bgnbd_shape", "_bgnbd_rate"
 MIN_BGNBD_BUYERS = 30
+# Expected customers per class (sum of soft labels) below which a split cannot validate a model.
+MIN_EXPECTED_PER_CLASS = 5
 
 
-def add_signals(frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+def add_signals(frame: pd.DataFrame, horizon_days: int, penalizer: float = 0.0) -> pd.DataFrame:
     """BG/NBD and email-trend columns, each snapshot on its own rows (point in time).
 
     BG/NBD (core.clv) is fitted per snapshot on its buyers: x = repeat purchase days,
@@ -276,7 +282,7 @@ def add_signals(frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
             continue
         x, t_x, age = x_all[rows], t_x_all[rows], age_all[rows]
         try:
-            params = fit_bgnbd(x, t_x, age).params
+            params = fit_bgnbd(x, t_x, age, penalizer=penalizer).params
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             continue
         with np.errstate(all="ignore"):
@@ -701,6 +707,7 @@ class ModelReport:
     drivers: pd.DataFrame = field(default_factory=pd.DataFrame)
     n_training_rows: int = 0
     n_holdout_rows: int = 0
+    fit_seconds: float = 0.0  # run-time, not a property of the model: kept out of the registry
 
 
 @dataclass
@@ -853,8 +860,10 @@ def _fit_churn(features: pd.DataFrame, purchases: pd.DataFrame, as_of, config: C
     positions = np.flatnonzero(usable & snapshot.isin(complete).to_numpy())
     if len(positions) > config.max_rows:
         positions = np.sort(rng.choice(positions, config.max_rows, replace=False))
-    history = add_signals(_take(features, snapshot, positions).reset_index(drop=True), horizon)
-    current = add_signals(current, horizon)
+    history = add_signals(
+        _take(features, snapshot, positions).reset_index(drop=True), horizon, config.bgnbd_penalizer
+    )
+    current = add_signals(current, horizon, config.bgnbd_penalizer)
     purchases = purchases_before(purchases, as_of_ts, customers=history["customer_key"])
 
     holdout_dates = complete[-min(config.holdout_snapshots, len(complete) - 1) :] if len(complete) > 1 else []
@@ -881,11 +890,12 @@ def _fit_churn(features: pd.DataFrame, purchases: pd.DataFrame, as_of, config: C
     train = train[train["churned"].notna()]
     holdout = label_snapshots(history[is_holdout], purchases, as_of_ts, horizon)
     holdout = holdout[holdout["churned"].notna()]
-    if _one_class(train["churned"]) or _one_class(holdout["churned"]):
+    if _too_few_of_a_class(train["churned"]) or _too_few_of_a_class(holdout["churned"]):
         result.status = "single_class"
         result.message = (
-            f"Churn labels have one class only (train churn rate {train['churned'].mean():.3f}, "
-            f"holdout {holdout['churned'].mean():.3f}); no model can be validated at {as_of_ts.date()}."
+            f"Churn labels hold fewer than {MIN_EXPECTED_PER_CLASS} expected customers of a class "
+            f"(train: {train['churned'].sum():.1f} churned of {len(train)}, holdout: "
+            f"{holdout['churned'].sum():.1f} of {len(holdout)}); no model can be validated at {as_of_ts.date()}."
         )
         return result
     base_rate = float(train["churned"].mean())
@@ -916,7 +926,7 @@ def _fit_churn(features: pd.DataFrame, purchases: pd.DataFrame, as_of, config: C
             fitted[name] = attempt()
         except Exception as exc:  # one model failing must not take the other down
             reports[name].status, reports[name].message = "failed", f"{type(exc).__name__}: {exc}"
-        reports[name].parameters["fit_seconds"] = round(time.perf_counter() - began, 2)
+        reports[name].fit_seconds = round(time.perf_counter() - began, 2)
     if not fitted:
         result.status, result.message = (
             "no_model",
@@ -985,9 +995,11 @@ def _fit_churn(features: pd.DataFrame, purchases: pd.DataFrame, as_of, config: C
     return result
 
 
-def _one_class(labels: pd.Series) -> bool:
-    """No row leans to the other side: all labels 0 (or all 1), or none at all."""
-    return labels.empty or labels.max() <= 0 or labels.min() >= 1
+def _too_few_of_a_class(labels: pd.Series) -> bool:
+    """Soft labels that add up to almost no churner (or almost no survivor): an AUC or a
+    log-loss over them says nothing, e.g. when a small shop's BG/NBD fit sees no dropout."""
+    churned = float(labels.sum())
+    return churned < MIN_EXPECTED_PER_CLASS or len(labels) - churned < MIN_EXPECTED_PER_CLASS
 
 
 def _score(current, fitted, champion, prep, score_prep, config, as_of_ts) -> pd.DataFrame:

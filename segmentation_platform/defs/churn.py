@@ -266,6 +266,7 @@ def churn_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
                 if m.metrics
                 for key in ("auc", "brier", "base_rate_brier", "log_loss")
             },
+            **{f"{m.name}/fit_seconds": m.fit_seconds for m in latest.models},
             "calibration_deciles": dg.MetadataValue.md(markdown_table(champion.calibration)),
             "lift_by_decile": dg.MetadataValue.md(markdown_table(champion.lift)),
             "risk_tiers": dg.MetadataValue.json(latest.scores["risk_tier"].value_counts().to_dict()),
