@@ -920,7 +920,9 @@ def export_destination(
 def _state_lines(records: dict[str, dict[str, Any]]) -> Iterator[bytes]:
     """The delta baseline file: one record per customer, sorted, so equal audiences give equal bytes."""
     for key in sorted(records):
-        yield (json.dumps({"customer_key": key, "record": records[key]}, separators=(",", ":")) + "\n").encode()
+        yield (
+            json.dumps({"customer_key": key, "record": records[key]}, separators=(",", ":")) + "\n"
+        ).encode()
 
 
 def _already_holds(
