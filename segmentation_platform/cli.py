@@ -1,4 +1,4 @@
-"""`segmentation-platform generate | demo`."""
+"""`segmentation-platform generate | respond | demo`."""
 
 import argparse
 import sys
@@ -25,6 +25,37 @@ def _generate(args: argparse.Namespace) -> int:
         broken_share=args.broken_share,
         progress=_print,
     )
+    _print(str(summary))
+    return 0
+
+
+def _respond(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from segmentation_platform.synthetic.response import (
+        ResponseError,
+        parse_response_rates,
+        simulate_response,
+    )
+
+    data_dir = Path(args.out)
+    warehouse = Path(args.warehouse) if args.warehouse else data_dir / "warehouse.duckdb"
+    if not warehouse.exists():
+        _print(f"{warehouse} does not exist: ingest, segment and activate the snapshot first")
+        return 2
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            summary = simulate_response(
+                data_dir,
+                conn,
+                args.snapshot,
+                parse_response_rates(args.rate),
+                seed=args.seed,
+                exports_dir=Path(args.exports) if args.exports else None,
+            )
+    except ResponseError as error:
+        _print(str(error))
+        return 2
     _print(str(summary))
     return 0
 
@@ -63,6 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--broken-share", type=float, default=0.005, help="share of deliberately broken rows"
     )
     generate.set_defaults(handler=_generate)
+    respond = commands.add_parser(
+        "respond",
+        help="simulate customers answering a snapshot's activation: campaign orders in landing/ with a "
+        "known uplift per action segment (ground_truth/uplift.json)",
+    )
+    respond.add_argument(
+        "--snapshot", type=date.fromisoformat, required=True, help="activated snapshot (a Monday)"
+    )
+    respond.add_argument(
+        "--rate",
+        action="append",
+        default=[],
+        metavar="SEGMENT=P",
+        help="probability that a reached customer of SEGMENT places a campaign order; repeat per segment",
+    )
+    respond.add_argument("--seed", type=int, default=42)
+    respond.add_argument(
+        "--out", default=str(settings.DATA_DIR), help="data folder with landing/ and ground_truth/"
+    )
+    respond.add_argument("--warehouse", default=None, help="DuckDB file (default OUT/warehouse.duckdb)")
+    respond.add_argument("--exports", default=None, help="exports folder (default OUT/exports)")
+    respond.set_defaults(handler=_respond)
     demo = commands.add_parser(
         "demo", help="generate a small data set and materialize every asset in-process"
     )

@@ -105,6 +105,27 @@ class MeasurementError(RuntimeError):
     """Inputs a measurement cannot do without are missing."""
 
 
+# --------------------------------------------------------------------------- exact sums
+
+EXACT_SCALE = 9  # decimal places kept per summed value: below a cent, a CLTV or a probability's noise
+
+
+def exact_sum(expression: str, where: str | None = None) -> str:
+    """SQL summing `expression` as fixed-point decimals, cast back to DOUBLE.
+
+    A DOUBLE sum depends on the order rows arrive in, which DuckDB's parallel scans and
+    UNION ALL leave open: a re-run would change the last bits of a KPI and with them the
+    table's checksum. Decimal addition is exact, so the result is the same in any order.
+    """
+    condition = f" FILTER (WHERE {where})" if where else ""
+    return f"CAST(sum(CAST({expression} AS DECIMAL(38, {EXACT_SCALE}))){condition} AS DOUBLE)"
+
+
+def exact_avg(expression: str) -> str:
+    """`avg` as `exact_sum` / count of non-NULL values (NULL when there are none)."""
+    return f"({exact_sum(expression)} / nullif(count({expression}), 0))"
+
+
 # --------------------------------------------------------------------------- purchases
 
 
@@ -196,6 +217,7 @@ def segment_kpis(conn: duckdb.DuckDBPyConnection, snapshot: dt.date) -> pd.DataF
         if churn != "CAST(NULL AS DOUBLE)"
         else ""
     )
+    within_30 = f"p.purchased_at < $snapshot + INTERVAL {SHORT_WINDOW_DAYS} DAY"
     frame = conn.execute(
         f"""
         WITH purchases AS ({purchases_sql(conn)}),
@@ -206,25 +228,25 @@ def segment_kpis(conn: duckdb.DuckDBPyConnection, snapshot: dt.date) -> pd.DataF
         ),
         outcomes AS (
             SELECT p.customer_key,
-                sum(p.amount) FILTER (WHERE p.purchased_at < $snapshot + INTERVAL {SHORT_WINDOW_DAYS} DAY) AS revenue_30d,
-                sum(p.amount - p.cost) FILTER (WHERE p.purchased_at < $snapshot + INTERVAL {SHORT_WINDOW_DAYS} DAY) AS margin_30d,
-                sum(p.amount) AS revenue_90d,
-                sum(p.amount - p.cost) AS margin_90d,
-                count(*) FILTER (WHERE p.purchased_at < $snapshot + INTERVAL {SHORT_WINDOW_DAYS} DAY) AS orders_30d
+                {exact_sum("p.amount", within_30)} AS revenue_30d,
+                {exact_sum("p.amount - p.cost", within_30)} AS margin_30d,
+                {exact_sum("p.amount")} AS revenue_90d,
+                {exact_sum("p.amount - p.cost")} AS margin_90d,
+                count(*) FILTER (WHERE {within_30}) AS orders_30d
             FROM purchases p
             WHERE p.purchased_at >= $snapshot AND p.purchased_at < $snapshot + INTERVAL {LONG_WINDOW_DAYS} DAY
             GROUP BY 1
         )
         SELECT m.action_segment,
             count(*) AS customers,
-            avg(m.cltv) AS mean_cltv,
-            sum(m.cltv) AS total_cltv,
-            avg(m.churn_probability) AS mean_churn_probability,
-            coalesce(sum(o.revenue_30d), 0) AS revenue_30d,
-            sum(o.margin_30d) AS margin_30d,
+            {exact_avg("m.cltv")} AS mean_cltv,
+            {exact_sum("m.cltv")} AS total_cltv,
+            {exact_avg("m.churn_probability")} AS mean_churn_probability,
+            coalesce({exact_sum("o.revenue_30d")}, 0) AS revenue_30d,
+            {exact_sum("o.margin_30d")} AS margin_30d,
             avg(CASE WHEN coalesce(o.orders_30d, 0) > 0 THEN 1.0 ELSE 0.0 END) AS conversion_30d,
-            coalesce(sum(o.revenue_90d), 0) AS revenue_90d,
-            sum(o.margin_90d) AS margin_90d,
+            coalesce({exact_sum("o.revenue_90d")}, 0) AS revenue_90d,
+            {exact_sum("o.margin_90d")} AS margin_90d,
             avg(CASE WHEN o.customer_key IS NULL THEN 1.0 ELSE 0.0 END) AS realized_churn_rate_90d
         FROM members m LEFT JOIN outcomes o USING (customer_key)
         GROUP BY 1 ORDER BY 1
@@ -280,7 +302,7 @@ def channel_kpis(
     )
     spend_loaded = warehouse.table_exists(conn, SPEND_TABLE)
     spend_sql = (
-        f"SELECT lower(trim(channel)) AS channel, sum(spend) AS spend FROM {SPEND_TABLE} "
+        f"SELECT lower(trim(channel)) AS channel, {exact_sum('spend')} AS spend FROM {SPEND_TABLE} "
         "WHERE date >= $start AND date < $snapshot GROUP BY 1"
         if spend_loaded
         else "SELECT CAST(NULL AS VARCHAR) AS channel, CAST(NULL AS DOUBLE) AS spend WHERE false"
@@ -300,14 +322,15 @@ def channel_kpis(
         cohort_value AS (
             SELECT co.channel,
                 count(DISTINCT co.customer_key) AS new_customers,
-                sum(p.amount) AS revenue,
-                sum(p.amount - p.cost) AS known_margin,
-                sum(p.amount) FILTER (WHERE p.cost IS NOT NULL) AS revenue_with_cost
+                {exact_sum("p.amount")} AS revenue,
+                {exact_sum("p.amount - p.cost")} AS known_margin,
+                {exact_sum("p.amount", "p.cost IS NOT NULL")} AS revenue_with_cost
             FROM cohort co LEFT JOIN purchases p USING (customer_key)
             GROUP BY 1
         ),
         cohort_meta AS (
-            SELECT co.channel, sum(co.exposure_months) AS exposure_months, avg(v.cltv) AS mean_cltv
+            SELECT co.channel, {exact_sum("co.exposure_months")} AS exposure_months,
+                {exact_avg("v.cltv")} AS mean_cltv
             FROM cohort co LEFT JOIN ({clv_sql}) v USING (customer_key)
             GROUP BY 1
         ),
@@ -537,7 +560,7 @@ def experiment_outcomes(
             f"""
             WITH purchases AS ({purchases_sql(conn)}),
             window_value AS (
-                SELECT customer_key, sum(amount) AS revenue FROM purchases
+                SELECT customer_key, {exact_sum("amount")} AS revenue FROM purchases
                 WHERE purchased_at >= $snapshot AND purchased_at < $snapshot + INTERVAL {window_days} DAY
                 GROUP BY 1
             ),
@@ -593,48 +616,3 @@ def lift(
         table[_OUTCOME_COLUMNS] = np.nan
         table["note"] = _pending_note(snapshot, window_days, through, f"{window_days}-day lift")
     return table[list(LIFT_COLUMNS)]
-
-
-# --------------------------------------------------------------------------- simulation
-
-
-def simulate_holdout_outcomes(
-    seed: int,
-    treatment_customers: int = 4000,
-    holdout_customers: int = 1000,
-    base_conversion: float = 0.10,
-    conversion_uplift: float = 0.03,
-    mean_order_value: float = 60.0,
-    order_value_sigma: float = 0.8,
-    action_segment: str = "simulated",
-    experiment: str = "simulation",
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Outcomes of a randomized holdout with a known effect, for testing the lift estimators.
-
-    Converters spend a log-normal order value with the same mean in both groups, so the
-    true revenue lift per customer is `conversion_uplift * mean_order_value`. Returns the
-    per-customer outcomes (the shape `lift_table` takes) and the true effects.
-    """
-    rng = np.random.default_rng(seed)
-    mu = math.log(mean_order_value) - order_value_sigma**2 / 2
-    groups = []
-    for name, n, rate in (
-        ("treatment", treatment_customers, base_conversion + conversion_uplift),
-        ("holdout", holdout_customers, base_conversion),
-    ):
-        converted = rng.random(n) < rate
-        revenue = np.where(converted, rng.lognormal(mu, order_value_sigma, n), 0.0)
-        groups.append(
-            pd.DataFrame(
-                {
-                    "customer_key": [f"{name}-{i}" for i in range(n)],
-                    "action_segment": action_segment,
-                    "experiment": experiment,
-                    "group": name,
-                    "converted": converted,
-                    "revenue": revenue,
-                }
-            )
-        )
-    truth = {"conversion_lift": conversion_uplift, "revenue_lift": conversion_uplift * mean_order_value}
-    return pd.concat(groups, ignore_index=True), truth

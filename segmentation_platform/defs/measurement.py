@@ -25,7 +25,7 @@ from segmentation_platform.defs.activation import (
 from segmentation_platform.defs.metadata import OWNER, column_schema, table_metadata, version_of
 from segmentation_platform.defs.partitions import weekly_snapshots
 
-MEASUREMENT_LOGIC_VERSION = "1"
+MEASUREMENT_LOGIC_VERSION = "2"  # 2: order-free exact sums
 GROUP = "measurement"
 CODE_VERSION = version_of(
     MEASUREMENT_LOGIC_VERSION,

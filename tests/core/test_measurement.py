@@ -41,6 +41,48 @@ def conn(world):
         yield connection
 
 
+def simulate_holdout_outcomes(
+    seed: int,
+    treatment_customers: int = 4000,
+    holdout_customers: int = 1000,
+    base_conversion: float = 0.10,
+    conversion_uplift: float = 0.03,
+    mean_order_value: float = 60.0,
+    order_value_sigma: float = 0.8,
+    action_segment: str = "simulated",
+    experiment: str = "simulation",
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per-customer outcomes of a randomized holdout with a known effect: the estimators alone, no warehouse.
+
+    Converters spend a log-normal order value with the same mean in both groups, so the
+    true revenue lift per customer is `conversion_uplift * mean_order_value`. Returns the
+    per-customer outcomes (the shape `lift_table` takes) and the true effects.
+    """
+    rng = np.random.default_rng(seed)
+    mu = math.log(mean_order_value) - order_value_sigma**2 / 2
+    groups = []
+    for name, n, rate in (
+        ("treatment", treatment_customers, base_conversion + conversion_uplift),
+        ("holdout", holdout_customers, base_conversion),
+    ):
+        converted = rng.random(n) < rate
+        revenue = np.where(converted, rng.lognormal(mu, order_value_sigma, n), 0.0)
+        groups.append(
+            pd.DataFrame(
+                {
+                    "customer_key": [f"{name}-{i}" for i in range(n)],
+                    "action_segment": action_segment,
+                    "experiment": experiment,
+                    "group": name,
+                    "converted": converted,
+                    "revenue": revenue,
+                }
+            )
+        )
+    truth = {"conversion_lift": conversion_uplift, "revenue_lift": conversion_uplift * mean_order_value}
+    return pd.concat(groups, ignore_index=True), truth
+
+
 def test_newcombe_matches_the_published_example():
     # Newcombe (1998), Statistics in Medicine 17:873, example (a): 56/70 vs 48/80, method 10.
     difference, low, high = measurement.newcombe_difference(56, 70, 48, 80)
@@ -59,7 +101,7 @@ def test_welch_matches_scipy():
 
 @pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
 def test_lift_interval_covers_a_known_uplift(seed):
-    outcomes, truth = measurement.simulate_holdout_outcomes(seed, conversion_uplift=0.04)
+    outcomes, truth = simulate_holdout_outcomes(seed, conversion_uplift=0.04)
     (row,) = measurement.lift_table(outcomes).to_dict("records")
     assert row["conversion_lift_low"] <= truth["conversion_lift"] <= row["conversion_lift_high"]
     assert row["revenue_lift_low"] <= truth["revenue_lift"] <= row["revenue_lift_high"]
@@ -69,7 +111,7 @@ def test_lift_intervals_have_their_nominal_coverage():
     covered = {"conversion_lift": 0, "revenue_lift": 0}
     runs = 200
     for seed in range(runs):
-        outcomes, truth = measurement.simulate_holdout_outcomes(
+        outcomes, truth = simulate_holdout_outcomes(
             seed, treatment_customers=900, holdout_customers=300, base_conversion=0.08, conversion_uplift=0.02
         )
         (row,) = measurement.lift_table(outcomes).to_dict("records")
@@ -178,3 +220,36 @@ def test_migration_conserves_customers(world, conn):
     assert third.groupby("from_segment")["share_of_from"].sum().round(9).eq(1).all()
     stayed = third[third["from_segment"] == third["to_segment"]]["customers"].sum()
     assert 0.6 * 1480 < stayed < 1480  # ~15% move each week
+
+
+def test_rerunning_measurement_reproduces_every_table_bit_for_bit(world):
+    """DuckDB's threads deliver rows to a sum in any order; no KPI may depend on that order."""
+    tables = {
+        "measurement.segment_kpis": (measurement.segment_kpis, measurement.SEGMENT_KPI_COLUMNS),
+        "measurement.channel_kpis": (measurement.channel_kpis, measurement.CHANNEL_KPI_COLUMNS),
+        "measurement.migration": (measurement.migration_matrix, measurement.MIGRATION_COLUMNS),
+        "measurement.lift": (
+            lambda conn, snapshot: measurement.lift(conn, snapshot, world.extras["config"].experiments),
+            measurement.LIFT_COLUMNS,
+        ),
+    }
+
+    def run() -> dict[str, str]:
+        with world.connect() as writable:
+            writable.execute("SET threads = 4")
+            for snapshot in SNAPSHOTS[1:3]:
+                for table, (compute, columns) in tables.items():
+                    warehouse.replace_partitions(
+                        writable,
+                        table,
+                        compute(writable, snapshot),
+                        "snapshot_date",
+                        [snapshot],
+                        columns=columns,
+                    )
+            return {table: warehouse.table_checksum(writable, table) for table in tables}
+
+    first = run()
+    assert all(checksum.split(":")[0] != "0" for checksum in first.values())
+    for _ in range(2):
+        assert run() == first
