@@ -132,16 +132,6 @@ def _run_time_columns(conn, table: str) -> list[str]:
     return stamped
 
 
-# Tables whose floats are sums in an order DuckDB does not fix (parallel aggregation), so a
-# re-run reproduces them to float precision, not bit for bit: compared to 10 significant
-# digits instead of by checksum. Being fixed in core/measurement.py by its owner.
-FLOAT_ORDER_TABLES = {"measurement.channel_kpis"}
-
-
-def _rounded(rows: list[tuple]) -> list[str]:
-    return sorted(repr(tuple(float(f"{v:.10g}") if isinstance(v, float) else v for v in row)) for row in rows)
-
-
 def _snapshot(server) -> dict[str, tuple[str, list[str], list[str]]]:
     """Table -> (checksum without run-time columns, those columns, rows as text for messages)."""
     snapshot = {}
@@ -157,15 +147,7 @@ def _snapshot(server) -> dict[str, tuple[str, list[str], list[str]]]:
             rows = conn.execute(
                 f"SELECT {', '.join(quote(c) for c in kept)} FROM {table_ref(table)}"
             ).fetchall()
-            if table in FLOAT_ORDER_TABLES:
-                text = _rounded(rows)
-                snapshot[table] = ("\n".join(text), stamped, text)
-            else:
-                snapshot[table] = (
-                    table_checksum(conn, table, exclude=stamped),
-                    stamped,
-                    sorted(map(repr, rows)),
-                )
+            snapshot[table] = (table_checksum(conn, table, exclude=stamped), stamped, sorted(map(repr, rows)))
     return snapshot
 
 
