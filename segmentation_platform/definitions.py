@@ -17,6 +17,7 @@ from segmentation_platform.defs.identity import identity_assets
 from segmentation_platform.defs.ingestion import ingestion_assets
 from segmentation_platform.defs.jobs import build_jobs
 from segmentation_platform.defs.measurement import measurement_assets
+from segmentation_platform.defs.metadata import with_column_lineage
 from segmentation_platform.defs.resources import resources_for
 from segmentation_platform.defs.segments import SEGMENT_STAGE_ASSETS
 
@@ -49,11 +50,15 @@ def _with_code_links(assets: list) -> list:
 
 def build_definitions(resources: dict) -> dg.Definitions:
     return dg.Definitions(
-        assets=_with_code_links(ALL_ASSETS),
+        assets=_with_code_links(with_column_lineage(ALL_ASSETS)),
         jobs=JOBS,
         schedules=build_schedules(JOBS),
         sensors=[landing_file_sensor, failed_run_sensor],
         resources=resources,
+        # Steps run one after another in the run's own process: every step writes the one
+        # DuckDB file (pool "duckdb", one slot), so per-step subprocesses would only add
+        # start-up time (measured: a 26-week backfill took twice as long multiprocess).
+        executor=dg.in_process_executor,
     )
 
 

@@ -779,7 +779,7 @@ class ExportResult:
     purpose: str
     mode: str
     scheme_version: str | None
-    status: str  # success | failed | skipped
+    status: str  # success | unchanged | failed | skipped
     rows: int = 0
     members: int = 0
     adds: int = 0
@@ -817,7 +817,8 @@ def export_destination(
     """Write (and for a webhook, deliver) one export; commit it by replacing the manifest.
 
     Raises ActivationError (the previous export stays the committed one) on failure.
-    A snapshot older than the one the destination holds is skipped, never rolled back to.
+    A snapshot older than the one the destination holds is skipped, never rolled back to;
+    one the destination already holds with identical content is not re-sent ("unchanged").
     """
     folder = Path(exports_dir) / destination.name
     result = ExportResult(
@@ -840,19 +841,17 @@ def export_destination(
             return result
         previous_records = _read_state(folder, previous)
         records = audience_records(audience.rows, destination.fields)
+        if _already_holds(folder, previous, destination, snapshot, scheme_version, records):
+            return _unchanged(result, folder, previous)
         hashes = {k: record_hash(r) for k, r in records.items()}
         diff = diff_members({k: record_hash(r) for k, r in previous_records.items()}, hashes)
         payload = _payload_records(destination, records, previous_records, diff)
         extension = "jsonl" if destination.format == "jsonl" else "csv"
         stem = f"{destination.name}_{snapshot.isoformat()}_{destination.sync_mode}"
         staged = stage_file(folder, f"{stem}.{extension}", render_lines(destination, payload))
-        state_lines = (
-            (json.dumps({"customer_key": k, "record": records[k]}, separators=(",", ":")) + "\n").encode()
-            for k in sorted(records)
-        )
         staged_state = None
         try:
-            staged_state = stage_file(folder, f".state_{snapshot.isoformat()}.jsonl", state_lines)
+            staged_state = stage_file(folder, f".state_{snapshot.isoformat()}.jsonl", _state_lines(records))
             if destination.type == "webhook":
                 batches = webhook_batches(
                     destination.name,
@@ -918,6 +917,55 @@ def export_destination(
     return result
 
 
+def _state_lines(records: dict[str, dict[str, Any]]) -> Iterator[bytes]:
+    """The delta baseline file: one record per customer, sorted, so equal audiences give equal bytes."""
+    for key in sorted(records):
+        yield (
+            json.dumps({"customer_key": key, "record": records[key]}, separators=(",", ":")) + "\n"
+        ).encode()
+
+
+def _already_holds(
+    folder: Path,
+    previous: dict | None,
+    destination: Destination,
+    snapshot: dt.date,
+    scheme_version: str | None,
+    records: dict[str, dict[str, Any]],
+) -> bool:
+    """The committed export is this snapshot with these exact records, fields, mode and scheme."""
+    if previous is None or previous["snapshot_date"] != snapshot.isoformat():
+        return False
+    if (previous.get("mode"), previous.get("fields"), previous.get("scheme_version")) != (
+        destination.sync_mode,
+        list(destination.fields),
+        scheme_version,
+    ):
+        return False
+    if not (folder / previous["file"]).is_file():
+        return False
+    digest = hashlib.sha256()
+    for line in _state_lines(records):
+        digest.update(line)
+    return digest.hexdigest() == previous["state_sha256"]
+
+
+def _unchanged(result: ExportResult, folder: Path, manifest: dict) -> ExportResult:
+    """A re-run of a committed export: nothing is re-sent; the result names the export that was."""
+    result.export_id = manifest["export_id"]
+    result.status = "unchanged"
+    for name in ("rows", "members", "adds", "updates", "removes", "sha256"):
+        setattr(result, name, manifest[name])
+    result.path = str(folder / manifest["file"])
+    result.manifest_path = str(folder / MANIFEST_NAME)
+    result.finished_at = _now()
+    result.message = (
+        f"destination already holds snapshot {manifest['snapshot_date']} with identical content "
+        f"(export {manifest['export_id']} at {manifest['exported_at']}); nothing re-sent"
+    )
+    return result
+
+
 def _remove_unreferenced(folder: Path, manifest: dict) -> None:
     """Drop exports older than the retained history and temp files of crashed runs."""
     keep = {MANIFEST_NAME, ".lock"}
@@ -960,8 +1008,24 @@ def failed_result(
     )
 
 
-def export_log_frame(results: Iterable[ExportResult]) -> pd.DataFrame:
-    rows = [asdict(r) for r in results]
+def export_log_frame(results: Iterable[ExportResult], logged: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A snapshot's rows of the export log after this run; `logged` holds its rows before it.
+
+    A destination this run sent nothing to (unchanged, or skipped for a newer snapshot) keeps
+    the logged row of the export that did happen, so re-running exports leaves the log as it
+    was; sent or failed exports replace their row.
+    """
+    kept_rows = {} if logged is None else {row["destination"]: row for row in logged.to_dict("records")}
+    rows = []
+    for result in results:
+        kept = kept_rows.get(result.destination)
+        if kept is not None and (
+            (result.status == "unchanged" and kept["export_id"] == result.export_id)
+            or (result.status == "skipped" and kept["status"] in ("success", "skipped"))
+        ):
+            rows.append({column: kept[column] for column in EXPORT_LOG_COLUMNS})
+        else:
+            rows.append(asdict(result))
     frame = pd.DataFrame(rows, columns=list(EXPORT_LOG_COLUMNS))
     return frame.astype({c: "Int64" for c, t in EXPORT_LOG_COLUMNS.items() if t == "BIGINT"})
 
@@ -1129,7 +1193,7 @@ def audit_run(
     results: Iterable[ExportResult],
 ) -> list[dict]:
     """`audit_export` for every file this run committed, against current consent and holdouts."""
-    committed = [r for r in results if r.status == "success" and r.path]
+    committed = [r for r in results if r.status in ("success", "unchanged") and r.path]
     if not committed:
         return []
     frame, _ = load_activation_frame(conn, snapshot)

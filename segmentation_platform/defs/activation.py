@@ -110,7 +110,11 @@ _EXPORT_DOCS = {
     "purpose": ("VARCHAR", "marketing or service"),
     "mode": ("VARCHAR", "full or delta"),
     "scheme_version": ("VARCHAR", "Segment scheme version exported"),
-    "status": ("VARCHAR", "success, failed or skipped (destination already holds a newer snapshot)"),
+    "status": (
+        "VARCHAR",
+        "success, failed, skipped (destination already holds a newer snapshot) or unchanged (it holds this "
+        "exact export; nothing re-sent). A re-run that sends nothing keeps the row of the export that did.",
+    ),
     "rows": ("BIGINT", "Rows in the file / records posted"),
     "members": ("BIGINT", "Customers in the destination's audience after this export"),
     "adds": ("BIGINT", "Customers new since the last successful export"),
@@ -312,10 +316,14 @@ def exports(
                 conn, snapshot, config, output_folders.exports_root
             )
             notes.update(snapshot_notes)
+            warehouse.ensure_table(conn, activation.EXPORTS_TABLE, activation.EXPORT_LOG_COLUMNS)
+            logged = conn.execute(
+                f"SELECT * FROM {activation.EXPORTS_TABLE} WHERE snapshot_date = ?", [snapshot]
+            ).df()
             warehouse.replace_partitions(
                 conn,
                 activation.EXPORTS_TABLE,
-                activation.export_log_frame(results),
+                activation.export_log_frame(results, logged),
                 "snapshot_date",
                 [snapshot],
                 columns=activation.EXPORT_LOG_COLUMNS,
@@ -325,6 +333,9 @@ def exports(
         total = conn.execute(f"SELECT count(*) FROM {activation.EXPORTS_TABLE}").fetchone()[0]
     for note in sorted(notes):
         context.log.warning(note)
+    for r in all_results:
+        if r.status in ("unchanged", "skipped"):
+            context.log.info(f"{r.destination} {r.snapshot_date}: {r.status}, {r.message}")
     failed = [r for r in all_results if r.status == "failed"]
     if failed:
         raise dg.Failure(

@@ -262,7 +262,16 @@ def clv_validation(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
                 ],
             )
             latest = (snapshot, calibration)
-    metadata = {"snapshots_validated": len(dates) - len(skipped), "skipped": dg.MetadataValue.json(skipped)}
+        total = (
+            conn.execute(f"SELECT count(*) FROM {VALIDATION_TABLE}").fetchall()[0][0]
+            if warehouse.table_exists(conn, VALIDATION_TABLE)
+            else 0
+        )
+    metadata = {
+        "dagster/row_count": total,
+        "snapshots_validated": len(dates) - len(skipped),
+        "skipped": dg.MetadataValue.json(skipped),
+    }
     if latest:
         snapshot, calibration = latest
         metadata |= {k: v for k, v in calibration.metrics.items() if isinstance(v, int | float)}

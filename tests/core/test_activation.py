@@ -331,10 +331,11 @@ def test_webhook_outage_retries_then_fails_clearly_without_marking_the_export_do
     posted = [json.loads(r["body"]) for r in handler.received]
     assert sum(len(p["records"]) for p in posted) == result.rows == result.members
     assert all(p["destination"] == "hook" and p["snapshot_date"] == FIRST.isoformat() for p in posted)
-    # Unchanged data, next run: a delta with nothing to send posts nothing.
+    # Unchanged data, next run: the endpoint already holds this export, nothing is posted.
     handler.received.clear()
     results, _ = activation.run_exports(conn, FIRST, config, tmp_path / "exports")
-    assert next(r for r in results if r.destination == "hook").rows == 0 and not handler.received
+    again = next(r for r in results if r.destination == "hook")
+    assert (again.status, again.export_id) == ("unchanged", result.export_id) and not handler.received
 
 
 def test_non_retryable_status_and_network_errors():
@@ -417,8 +418,15 @@ def test_delta_sends_upserts_and_removes_against_the_last_successful_export(worl
     assert (rows["_op"] == "upsert").sum() == second.adds + second.updates
     assert (rows["_op"] == "remove").sum() == second.removes
     assert first.members - second.removes + second.adds == second.members
-    # Re-running the same snapshot changes nothing; an older snapshot never rolls the destination back.
-    assert _export("email_list", world, conn, tmp_path, snapshot=SECOND).rows == 0
+    # Re-running the same snapshot re-sends nothing; an older snapshot never rolls the destination back.
+    again = _export("email_list", world, conn, tmp_path, snapshot=SECOND)
+    assert (again.status, again.export_id, again.path, again.rows) == (
+        "unchanged",
+        second.export_id,
+        second.path,
+        second.rows,
+    )
+    assert "identical content" in again.message
     stale = _export("email_list", world, conn, tmp_path, snapshot=FIRST)
     assert stale.status == "skipped" and "newer snapshot" in stale.message
 

@@ -81,11 +81,23 @@ def test_single_run_over_three_snapshots_materializes_everything(setup):
             snapshots = conn.execute(f"SELECT DISTINCT snapshot_date FROM measurement.{table}").df()
             assert len(snapshots) == 3, table
 
-    # Re-materializing replaces partitions: no duplicate log rows.
-    again = dg.materialize(activation_assets, resources=resources, partition_key="2025-02-24")
-    assert again.success
+    # Re-materializing the newest snapshot (unchanged) and an older one (skipped: destinations
+    # hold a newer one) re-sends nothing and leaves the log and the files exactly as they were.
+    log_query = "SELECT * FROM activation.exports ORDER BY snapshot_date, destination"
     with world.connect(read_only=True) as conn:
-        assert conn.execute("SELECT count(*) FROM activation.exports").fetchone()[0] == 15
+        before = conn.execute(log_query).fetchall()
+    files_before = sorted((p.relative_to(folder), p.read_bytes()) for p in (folder / "exports").rglob("*.*"))
+    for partition_key, status in (("2025-02-24", "unchanged"), ("2025-02-10", "skipped")):
+        again = dg.materialize(activation_assets, resources=resources, partition_key=partition_key)
+        assert again.success
+        event = next(
+            e for e in again.get_asset_materialization_events() if e.asset_key == activation_defs.EXPORTS_KEY
+        )
+        table = event.materialization.metadata["exports"].value
+        assert table.count(f"| {status} |") == 5, table
+    with world.connect(read_only=True) as conn:
+        assert conn.execute(log_query).fetchall() == before
+    assert sorted((p.relative_to(folder), p.read_bytes()) for p in (folder / "exports").rglob("*.*")) == files_before
 
 
 def test_exports_refuse_when_the_latest_segment_check_failed(setup):
