@@ -39,10 +39,6 @@ VOLATILE_COLUMNS = {
     "flagged_at",
     "export_id",
 }
-# Logs of side effects outside the warehouse: a re-run legitimately logs something else.
-# activation.exports records each delivery attempt; re-running an older snapshot is logged
-# as "skipped" because the destination already holds a newer one.
-EFFECT_LOGS = {"activation.exports"}
 @dataclass
 class PipelineRun:
     platform: Platform
@@ -81,10 +77,7 @@ def tables(warehouse: Path) -> list[str]:
 
 
 def checksums(warehouse: Path) -> dict[str, str]:
-    """Content hash of every table but the effect logs, without run-time columns."""
+    """Content hash of every table, without run-time columns (a re-run that sends nothing
+    keeps the export log's row of the export that did)."""
     with duckdb.connect(str(warehouse), read_only=True) as conn:
-        return {
-            name: table_checksum(conn, name, exclude=VOLATILE_COLUMNS)
-            for name in tables(warehouse)
-            if name not in EFFECT_LOGS
-        }
+        return {name: table_checksum(conn, name, exclude=VOLATILE_COLUMNS) for name in tables(warehouse)}
