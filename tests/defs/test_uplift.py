@@ -225,8 +225,8 @@ def test_cli_respond_then_the_lift_asset_measures_the_campaign(worlds, capsys):
     with duckdb.connect(str(world.warehouse), read_only=True) as conn:
         table = conn.execute("SELECT * FROM measurement.lift WHERE snapshot_date = ?", [SNAPSHOT]).df()
     assert set(table["action_segment"]) == set(truth)
-    assert (table["outcome_window_days"] == measurement.SHORT_WINDOW_DAYS).all() and table[
-        "note"
-    ].isna().all()
+    assert (table["outcome_window_days"] == measurement.SHORT_WINDOW_DAYS).all()
+    small = (table["treatment_customers"] < 30) | (table["holdout_customers"] < 30)
+    assert (table["note"].notna() == small).all()  # a rough interval says so, and only then
     assert (table["conversion_lift_low"] > 0).all()
     assert len(misses([(2, truth, table.set_index("action_segment"))], "conversion_lift")) <= ALLOWED_MISSES
