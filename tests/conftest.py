@@ -24,7 +24,9 @@ class Platform:
     def warehouse(self) -> Path:
         return self.data_dir / "warehouse.duckdb"
 
-    def run(self, job_name: str, start: date | None = None, end: date | None = None, expect_success: bool = True):
+    def run(
+        self, job_name: str, start: date | None = None, end: date | None = None, expect_success: bool = True
+    ):
         result, label = run_job(self.defs, job_name, start or self.start, end or self.end, self.instance)
         assert result is not None, label
         if expect_success:

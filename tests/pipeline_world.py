@@ -39,6 +39,8 @@ VOLATILE_COLUMNS = {
     "flagged_at",
     "export_id",
 }
+
+
 @dataclass
 class PipelineRun:
     platform: Platform

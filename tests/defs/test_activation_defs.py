@@ -97,7 +97,10 @@ def test_single_run_over_three_snapshots_materializes_everything(setup):
         assert table.count(f"| {status} |") == 5, table
     with world.connect(read_only=True) as conn:
         assert conn.execute(log_query).fetchall() == before
-    assert sorted((p.relative_to(folder), p.read_bytes()) for p in (folder / "exports").rglob("*.*")) == files_before
+    assert (
+        sorted((p.relative_to(folder), p.read_bytes()) for p in (folder / "exports").rglob("*.*"))
+        == files_before
+    )
 
 
 def test_exports_refuse_when_the_latest_segment_check_failed(setup):

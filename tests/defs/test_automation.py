@@ -10,7 +10,9 @@ HEADER = "order_id,account_id,ordered_at,amount\n"
 
 
 def _tick(landing_dir, cursor=None):
-    context = dg.build_sensor_context(cursor=cursor, resources={"landing": LandingZone(path=str(landing_dir))})
+    context = dg.build_sensor_context(
+        cursor=cursor, resources={"landing": LandingZone(path=str(landing_dir))}
+    )
     requests = list(landing_file_sensor(context))
     return requests, context.cursor
 

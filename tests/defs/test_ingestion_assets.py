@@ -20,10 +20,16 @@ def test_every_broken_row_is_quarantined_with_a_reason_and_none_reaches_raw(smal
     broken = pl.read_parquet(small_platform.data_dir / "ground_truth" / "broken_rows.parquet")
     assert broken.height > 40 and broken["kind"].n_unique() >= 5
     for source in CONTRACTS:
-        expected = {(f, line) for f, line in broken.filter(pl.col("source") == source).select("file", "line").rows()}
-        quarantined = set(_query(small_platform, f"SELECT _source_file, _line FROM quarantine.{source} WHERE reason <> ''"))
+        expected = {
+            (f, line) for f, line in broken.filter(pl.col("source") == source).select("file", "line").rows()
+        }
+        quarantined = set(
+            _query(small_platform, f"SELECT _source_file, _line FROM quarantine.{source} WHERE reason <> ''")
+        )
         in_raw = set(_query(small_platform, f"SELECT _source_file, _line FROM raw.{source}"))
-        assert expected <= quarantined, f"{source}: broken rows missing from quarantine: {sorted(expected - quarantined)[:5]}"
+        assert expected <= quarantined, (
+            f"{source}: broken rows missing from quarantine: {sorted(expected - quarantined)[:5]}"
+        )
         assert not expected & in_raw, f"{source}: broken rows in raw"
     # The generator corrupts nothing else: quarantine holds exactly the broken rows.
     total = sum(_query(small_platform, f"SELECT count(*) FROM quarantine.{s}")[0][0] for s in CONTRACTS)
@@ -33,8 +39,12 @@ def test_every_broken_row_is_quarantined_with_a_reason_and_none_reaches_raw(smal
 def test_reconciliation_holds_per_partition(small_platform):
     landing = small_platform.data_dir / "landing"
     for source in CONTRACTS:
-        accepted = dict(_query(small_platform, f"SELECT _partition_date, count(*) FROM raw.{source} GROUP BY 1"))
-        rejected = dict(_query(small_platform, f"SELECT _partition_date, count(*) FROM quarantine.{source} GROUP BY 1"))
+        accepted = dict(
+            _query(small_platform, f"SELECT _partition_date, count(*) FROM raw.{source} GROUP BY 1")
+        )
+        rejected = dict(
+            _query(small_platform, f"SELECT _partition_date, count(*) FROM quarantine.{source} GROUP BY 1")
+        )
         for path in sorted((landing / source).glob("*.csv")):
             day = date.fromisoformat(path.stem)
             data_rows = len(path.read_text().splitlines()) - 1
@@ -43,7 +53,9 @@ def test_reconciliation_holds_per_partition(small_platform):
 
 def test_checks_ran_and_passed(small_platform):
     result = small_platform.run("daily_ingestion", date(2025, 1, 3), date(2025, 1, 3))
-    evaluations = {(e.asset_key.path[1], e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    evaluations = {
+        (e.asset_key.path[1], e.check_name): e.passed for e in result.get_asset_check_evaluations()
+    }
     assert evaluations == {(s, c): True for s in CONTRACTS for c in (RECONCILIATION_CHECK, CONTRACT_CHECK)}
 
 
