@@ -33,32 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_segments import timed  # noqa: E402
-from segmentation_platform.contracts import CONTRACTS  # noqa: E402
-from segmentation_platform.core import features, warehouse  # noqa: E402
+from segmentation_platform.core import features  # noqa: E402
 from segmentation_platform.core.churn import fit_churn, load_churn_config  # noqa: E402
 from segmentation_platform.synthetic.generator import generate  # noqa: E402
+from tests.truth_world import load_raw_with_true_keys  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-
-
-def load_world(out: Path, conn) -> None:
-    conn.execute("CREATE SCHEMA raw")
-    for contract in CONTRACTS.values():
-        if contract.person_ref is None:
-            continue
-        casts = ", ".join(
-            f"TRY_CAST({warehouse.quote(c.name)} AS {c.duckdb_type}) AS {warehouse.quote(c.name)}"
-            for c in contract.columns
-        )
-        conn.execute(
-            f"CREATE TABLE raw.{contract.name} AS SELECT {casts} FROM read_csv('{out}/landing/{contract.name}/*.csv', "
-            "all_varchar = true, header = true, union_by_name = true)"
-        )
-    conn.execute("CREATE SCHEMA identity")
-    conn.execute(
-        "CREATE TABLE identity.customer_key_map AS SELECT source, source_id, person_id AS customer_key "
-        f"FROM '{out}/ground_truth/identity.parquet'"
-    )
 
 
 def demo_year() -> int:
@@ -68,7 +48,7 @@ def demo_year() -> int:
         out = Path(tmp)
         generate(out, 3_000, start, end, seed=42, broken_share=0.0)
         conn = duckdb.connect()
-        load_world(out, conn)
+        load_raw_with_true_keys(out, conn)
         frame = pd.concat(
             [features.compute_customer_features(conn, s).to_pandas() for s in snapshots], ignore_index=True
         )
@@ -141,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: generate(out, args.persons, start, end, seed=args.seed, broken_share=0.0),
         )
         conn = duckdb.connect()
-        timed("load raw + true key map", steps, lambda: load_world(out, conn))
+        timed("load raw + true key map", steps, lambda: load_raw_with_true_keys(out, conn))
         frame = timed(
             f"features x{len(snapshots)} snapshots",
             steps,

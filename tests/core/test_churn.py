@@ -17,6 +17,7 @@ from segmentation_platform.core.churn import (
 )
 from segmentation_platform.core.located_yaml import ConfigError
 from segmentation_platform.synthetic.behaviour_panel import simulate_panel
+from tests.truth_world import load_raw_with_true_keys
 
 SNAPSHOTS = [date(2025, 1, 6) + timedelta(weeks=i) for i in range(40)]
 AS_OF = SNAPSHOTS[-14]  # leaves 13 weeks (> 90 days) after it to check predictions against
@@ -208,31 +209,14 @@ def generated_world(tmp_path_factory):
     """The real generator -> raw tables -> the real feature store, with the TRUE key map."""
     import duckdb
 
-    from segmentation_platform.contracts import CONTRACTS
-    from segmentation_platform.core import features, warehouse
+    from segmentation_platform.core import features
     from segmentation_platform.synthetic import generator
 
     out = tmp_path_factory.mktemp("churn_world")
     end = date(2025, 3, 31)
     generator.generate(out, persons=2_500, start=date(2024, 1, 1), end=end, seed=5, broken_share=0.0)
     conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA raw")
-    for contract in CONTRACTS.values():
-        if contract.person_ref is None:  # marketing spend: no customers in it
-            continue
-        casts = ", ".join(
-            f"TRY_CAST({warehouse.quote(c.name)} AS {c.duckdb_type}) AS {warehouse.quote(c.name)}"
-            for c in contract.columns
-        )
-        conn.execute(
-            f"CREATE TABLE raw.{contract.name} AS SELECT {casts} FROM read_csv('{out}/landing/{contract.name}/*.csv', "
-            "all_varchar = true, header = true, union_by_name = true)"
-        )
-    conn.execute("CREATE SCHEMA identity")
-    conn.execute(
-        "CREATE TABLE identity.customer_key_map AS SELECT source, source_id, person_id AS customer_key "
-        f"FROM '{out}/ground_truth/identity.parquet'"
-    )
+    load_raw_with_true_keys(out, conn)
     snapshots = [date(2024, 6, 3) + timedelta(weeks=2 * i) for i in range(15)]
     frame = pd.concat(
         [features.compute_customer_features(conn, s).to_pandas() for s in snapshots], ignore_index=True
