@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-from activation_world import SNAPSHOTS, World, build_world, write_config
-
 from segmentation_platform.core import activation, measurement, warehouse
 from segmentation_platform.core.activation_config import load_activation_config
+from tests.activation_world import SNAPSHOTS, World, build_world, write_config
 
 
 def build_measured_world(folder: Path) -> World:

@@ -15,12 +15,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from activation_world import HOLDOUT_SHARE, SNAPSHOTS, build_world, write_config  # noqa: E402
-
-from segmentation_platform.core import activation  # noqa: E402
-from segmentation_platform.core.activation_config import Experiment, load_activation_config  # noqa: E402
+from segmentation_platform.core import activation
+from segmentation_platform.core.activation_config import Experiment, load_activation_config
+from tests.activation_world import HOLDOUT_SHARE, SNAPSHOTS, build_world, write_config
 
 FIRST, SECOND = SNAPSHOTS[0], SNAPSHOTS[1]
 MARKETING_RULES = {"email": ("email_consent",), "sms": ("sms_consent",), "any": None, "all": None}
@@ -197,7 +194,6 @@ def test_a_failure_mid_write_leaves_the_previous_export_and_manifest_intact(
 _KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
-sys.path.insert(0, {tests!r})
 import duckdb
 from segmentation_platform.core import activation
 from segmentation_platform.core.activation_config import load_activation_config
@@ -236,7 +232,6 @@ def test_a_sigkilled_export_leaves_the_previous_export_and_manifest_intact(world
     manifest_before = (folder / activation.MANIFEST_NAME).read_bytes()
     marker = tmp_path / "marker"
     script = _KILL_SCRIPT.format(
-        tests=str(Path(__file__).resolve().parents[1]),
         marker=str(marker),
         stage=stage,
         config=str(config_path),

@@ -1,19 +1,14 @@
 import datetime as dt
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from activation_world import SNAPSHOTS, build_world, write_config  # noqa: E402
-
-from segmentation_platform.core import activation, measurement, warehouse  # noqa: E402
-from segmentation_platform.core.activation_config import load_activation_config  # noqa: E402
+from segmentation_platform.core import activation, measurement, warehouse
+from segmentation_platform.core.activation_config import load_activation_config
+from tests.activation_world import SNAPSHOTS, build_world, write_config
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,10 @@
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from activation_world import SNAPSHOTS  # noqa: E402
-from report_world import build_measured_world  # noqa: E402
-
-from segmentation_platform.core import charts, report  # noqa: E402
+from segmentation_platform.core import charts, report
+from tests.activation_world import SNAPSHOTS
+from tests.report_world import build_measured_world
 
 CHARTS = (
     "segment-sizes",

@@ -1,24 +1,20 @@
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from dagster_duckdb import DuckDBResource
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from activation_world import SNAPSHOTS, build_world, write_config  # noqa: E402
-
-from segmentation_platform.defs import activation as activation_defs  # noqa: E402
-from segmentation_platform.defs.activation import (  # noqa: E402
+from segmentation_platform.defs import activation as activation_defs
+from segmentation_platform.defs.activation import (
     ASSIGNMENTS_KEY,
     ActivationSettings,
     OutputFolders,
     activation_assets,
     activation_resources,
 )
-from segmentation_platform.defs.measurement import REPORT_KEY, measurement_assets  # noqa: E402
-from segmentation_platform.defs.partitions import weekly_snapshots  # noqa: E402
+from segmentation_platform.defs.measurement import REPORT_KEY, measurement_assets
+from segmentation_platform.defs.partitions import weekly_snapshots
+from tests.activation_world import SNAPSHOTS, build_world, write_config
 
 # Weekly partitions are keyed by their Monday start; the snapshot is the window end.
 RANGE_TAGS = {

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.browser import CHROMIUM, Browser
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "segmentation_platform"
 REPOSITORY = "__repository__"
@@ -36,6 +38,8 @@ FINISHED_BACKFILL_STATUSES = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILE
 # DuckDB's file-lock failure ("Could not set lock on file ... Conflicting lock is held"), and
 # SQLite's should the instance storage itself ever be contended.
 LOCK_ERROR = re.compile(r"could not set lock|conflicting lock|database is locked", re.IGNORECASE)
+# The engine event a run worker (a child process of the code server) writes as it starts.
+RUN_WORKER_PID = re.compile(r"Started process for run \(pid: (\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ class DagsterDev:
             return
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=3)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         self._kill_group()
@@ -343,6 +347,23 @@ class DagsterDev:
     def runs(self) -> list[dict]:
         return self.graphql(RUNS_QUERY)["runsOrError"]["results"]
 
+    def run_worker_pid(self, run_id: str) -> int | None:
+        """The pid of the process executing a run, once the run worker has announced it."""
+        for event in self.run_events(run_id):
+            if found := RUN_WORKER_PID.search(event.get("message") or ""):
+                return int(found[1])
+        return None
+
+    def wait_for_retry(self, run_id: str, timeout: float) -> dict:
+        """The run the daemon launched to retry `run_id` (run_retries), once it has finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            retries = [run for run in self.runs() if _tag(run, "dagster/parent_run_id") == run_id]
+            if retries and retries[0]["status"] in FINISHED_RUN_STATUSES:
+                return retries[0]
+            time.sleep(1)
+        raise TimeoutError(f"no finished retry of run {run_id} after {timeout:.0f}s\n{self.log_tail()}")
+
     def run_events(self, run_id: str) -> Iterator[dict]:
         cursor = None
         while True:
@@ -460,6 +481,10 @@ class DagsterDev:
         return "\n".join(lines)
 
 
+def _tag(run: dict, key: str) -> str | None:
+    return next((tag["value"] for tag in run["tags"] if tag["key"] == key), None)
+
+
 def _error_chain(error: dict | None) -> Iterator[str]:
     while error:
         yield error["message"].strip()
@@ -511,15 +536,24 @@ query($id: ID!, $cursor: String) { logsForRun(runId: $id, afterCursor: $cursor, 
 
 
 @pytest.fixture(scope="session")
-def orphan_guard():
-    """`kill_group_with_owner`, for test modules that start process groups of their own."""
-    return kill_group_with_owner
-
-
-@pytest.fixture(scope="session")
 def e2e_data(tmp_path_factory) -> DataSet:
     """200 persons over 60 days (2025-01-01 .. 2025-03-01), with the generator's broken rows."""
     return generate_data(tmp_path_factory.mktemp("e2e-data"), 200, date(2025, 1, 1), date(2025, 3, 1))
+
+
+@pytest.fixture
+def start_dagster_dev(tmp_path) -> Iterator[Callable[[DataSet], DagsterDev]]:
+    """Starts a `dagster dev` of the test's own over a data set, for drills that would disturb
+    the session's; each is killed with its process group at teardown."""
+    started: list[DagsterDev] = []
+
+    def start(data: DataSet) -> DagsterDev:
+        started.append(DagsterDev(data, tmp_path / f"dagster-home-{len(started)}"))
+        return started[-1].start()
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -530,3 +564,18 @@ def dagster_dev(tmp_path_factory, e2e_data) -> Iterator[DagsterDev]:
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory) -> Iterator[Browser]:
+    """A headless Chromium page for the module; CI fails rather than skips without Chromium."""
+    if CHROMIUM is None:
+        message = "chromium is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"{message}: CI must install it for the browser tests", pytrace=False)
+        pytest.skip(message)
+    browser = Browser(tmp_path_factory.mktemp("chromium-profile"), kill_group_with_owner)
+    try:
+        yield browser
+    finally:
+        browser.close()

@@ -2,17 +2,16 @@
 
 A run killed mid-write, a corrupt landing file and a renamed column must each leave the
 warehouse in a state a re-run repairs: no partial partition, no silent loss, and an error
-that names the file and column. The killed run is a real `dagster asset materialize`
-process group; the others run in-process, as no daemon is involved.
+that names the file and column. The killed run is launched through a real `dagster dev`, whose
+daemon retries it; the others run in-process, as no daemon is involved.
 """
 
 import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -25,9 +24,9 @@ from segmentation_platform.definitions import build_definitions
 from segmentation_platform.defs.jobs import DAILY_INGESTION
 from segmentation_platform.defs.resources import resources_for
 from segmentation_platform.demo import failure_messages, run_job
+from tests.e2e.conftest import FINISHED_RUN_STATUSES, DataSet
 
 pytestmark = pytest.mark.e2e
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START, END = date(2025, 1, 1), date(2025, 1, 14)
 DAYS = [START + timedelta(days=i) for i in range((END - START).days + 1)]
 TABLES = [f"{schema}.{source}" for source in CONTRACTS for schema in ("raw", "quarantine")]
@@ -60,10 +59,10 @@ class Drill:
             == landing_rows
         )
 
-    def counts(self) -> dict[tuple[str, date], int]:
-        """Rows per (table, partition day); a missing key means none."""
+    def counts(self, warehouse: Path | None = None) -> dict[tuple[str, date], int]:
+        """Rows per (table, partition day) of the drill's warehouse (or a copy); a missing key means none."""
         counts = {}
-        with duckdb.connect(str(self.data_dir / "warehouse.duckdb"), read_only=True) as conn:
+        with duckdb.connect(str(warehouse or self.data_dir / "warehouse.duckdb"), read_only=True) as conn:
             existing = {
                 row[0]
                 for row in conn.execute(
@@ -99,74 +98,68 @@ def _thin_out(path: Path) -> None:
     path.write_text("\n".join([lines[0], *lines[1::2]]) + "\n")
 
 
-def test_a_run_killed_mid_write_leaves_no_partial_partition(drill, tmp_path):
-    first = drill.run(START, END)
-    assert first.success, failure_messages(first)
-    before = drill.counts()
-    for source in CONTRACTS:
-        for day in DAYS:
-            _thin_out(drill.landing(source, day))
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    log_path = tmp_path / "materialize.log"
-    keys = ",".join(f"{schema}/{source}" for source in CONTRACTS for schema in ("raw", "quarantine"))
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dagster",
-                "asset",
-                "materialize",
-                "-m",
-                "segmentation_platform.definitions",
-            ]
-            + ["--select", keys, "--partition-range", f"{START}...{END}"],
-            cwd=REPO_ROOT,
-            env={
-                **os.environ,
-                "DAGSTER_HOME": str(home),
-                "SEGMENTATION_DATA_DIR": str(drill.data_dir),
-                "SEGMENTATION_START_DATE": START.isoformat(),
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    # Kill the whole process group (run and step workers, as an OOM kill or a lost node would)
-    # once the second step has started writing: the first has committed, the rest has not.
+def test_a_run_killed_mid_write_is_retried_and_leaves_no_partial_partition(drill, start_dagster_dev):
+    """The run worker of a daemon-launched run is SIGKILLed (an OOM kill, a lost node) while it
+    writes: the code server marks the run failed, run_retries launches a retry, and every
+    (table, day) always holds what one complete run wrote: the first load or the retry."""
+    with ThreadPoolExecutor(1) as background:  # the server boots while the first load runs
+        starting = background.submit(start_dagster_dev, DataSet(drill.data_dir, START, END, persons=0))
+        first = drill.run(START, END)
+        assert first.success, failure_messages(first)
+        before = drill.counts()
+        for source in CONTRACTS:
+            for day in DAYS:
+                _thin_out(drill.landing(source, day))
+        server = starting.result()
+    run_id = server.launch_run(
+        DAILY_INGESTION,
+        {"dagster/asset_partition_range_start": str(START), "dagster/asset_partition_range_end": str(END)},
+    )
+    # Kill once the second step has started writing: the first has committed, the rest has not.
     wal = drill.data_dir / "warehouse.duckdb.wal"
-    deadline = time.monotonic() + 300
-    killed_while = None
-    while killed_while is None and process.poll() is None and time.monotonic() < deadline:
-        text = log_path.read_text(errors="replace")
-        if text.count("STEP_START") >= 2:
-            waited = time.monotonic()
-            while not wal.exists() and time.monotonic() - waited < 3:
-                time.sleep(0.005)
-            killed_while = "a write-ahead log was open" if wal.exists() else "the second step ran"
-            os.killpg(process.pid, signal.SIGKILL)
+    deadline, pid = time.monotonic() + 300, None
+    while time.monotonic() < deadline:
+        events = list(server.run_events(run_id))
+        started = sum(event["__typename"] == "ExecutionStepStartEvent" for event in events)
+        pid = pid or server.run_worker_pid(run_id)
+        if started >= 2 and pid or server.run(run_id)["status"] in FINISHED_RUN_STATUSES:
+            break
         time.sleep(0.05)
-    process.wait(timeout=30)
-    assert killed_while, f"the run ended before it could be killed:\n{log_path.read_text()[-3000:]}"
+    assert pid and server.run(run_id)["status"] == "STARTED", server.log_tail()
+    waited = time.monotonic()
+    while not wal.exists() and time.monotonic() - waited < 3:
+        time.sleep(0.005)
+    killed_while = "a write-ahead log was open" if wal.exists() else "the second step ran"
+    os.kill(pid, signal.SIGKILL)
+    # What the crash left on disk, copied before the retry can start (it takes seconds).
+    crashed = drill.data_dir.parent / "crashed"
+    crashed.mkdir()
+    for path in drill.data_dir.glob("warehouse.duckdb*"):
+        shutil.copy(path, crashed / path.name)
+    copied_at = time.time()
 
-    killed = drill.counts()
-    print(f"killed while {killed_while}")
-    rerun = drill.run(START, END)
-    assert rerun.success, failure_messages(rerun)
-    after = drill.counts()
-    # Every (table, day) holds exactly what one complete run wrote: the first or the re-run.
+    retry = server.wait_for_retry(run_id, timeout=300)
+    killed_run = server.run(run_id)
+    assert killed_run["status"] == "FAILURE", killed_run
+    crash = f"Run execution process for {run_id} was terminated by signal 9 (SIGKILL)"
+    assert any(crash in line for line in server.run_log_lines(run_id)), server.log_tail()
+    assert retry["status"] == "SUCCESS", server.step_failures(retry["runId"])
+    retry_tags = {tag["key"]: tag["value"] for tag in retry["tags"]}
+    assert retry_tags["dagster/retry_number"] == "1"
+    assert retry["startTime"] > copied_at, "the retry started before the crashed warehouse was copied"
+    killed, after = drill.counts(crashed / "warehouse.duckdb"), drill.counts()
     partial = {
         key: (before.get(key, 0), killed.get(key, 0), after.get(key, 0))
         for key in before.keys() | after.keys() | killed.keys()
         if killed.get(key, 0) not in (before.get(key, 0), after.get(key, 0))
     }
-    assert partial == {}, f"killed while {killed_while}: (table, day): (before, after kill, after re-run)"
-    replaced = {table for (table, _), rows in killed.items() if rows != before.get((table, _), 0)}
+    assert partial == {}, f"killed while {killed_while}: (table, day): (before, after kill, after retry)"
+    replaced = {table for (table, day), rows in killed.items() if rows != before.get((table, day), 0)}
     untouched = {t for t in TABLES if all(killed.get((t, d), 0) == before.get((t, d), 0) for d in DAYS)}
     # The drill must really have hit a run in flight: some tables written, some not yet.
     assert replaced and untouched - replaced, (killed_while, sorted(replaced))
+    # The retry finished the job: every landing row of every day is in raw or quarantine.
+    assert all(drill.reconciles(after, source, day) for source in CONTRACTS for day in DAYS)
     assert after != before
 
 
