@@ -37,7 +37,7 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml
 
 test: setup
 	$(VENV)/bin/ruff check segmentation_platform tests benchmarks
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev --host 127.0.0.1 --port 3000 -w workspace.yaml

@@ -10,6 +10,38 @@ from segmentation_platform.demo import failure_messages, run_job
 from segmentation_platform.synthetic.generator import generate
 
 SMALL_START, SMALL_END = date(2025, 1, 1), date(2025, 1, 28)
+# `make test` runs two xdist workers, each taking one module (or shared world) at a time.
+# Modules sharing an expensive session fixture go to one worker, and the longest go first,
+# so the e2e instance (mostly waiting on daemon ticks) overlaps everything else.
+SHARED_WORLDS = {
+    "tests/e2e/test_instance_backfill.py": "dagster_dev",
+    "tests/e2e/test_ui_browser.py": "dagster_dev",
+    "tests/defs/test_pipeline.py": "pipeline_world",
+    "tests/defs/test_weekly_backfill.py": "pipeline_world",
+}
+LONGEST_FIRST = ["dagster_dev", "pipeline_world", "tests/e2e/test_failure_drills.py"]
+
+
+def _world(nodeid: str) -> str:
+    module = nodeid.split("::")[0]
+    return SHARED_WORLDS.get(module, module)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_world(item.nodeid), len(rank)))  # stable: file order within
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Work units are worlds. (`--dist loadgroup` would do with xdist_group marks, but xdist
+    3.8 loses the marks' groups on pytest 9.2: pytest-dev/pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorldScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _world(nodeid)
+
+    return WorldScheduling(config, log)
 
 
 class Platform:
