@@ -8,7 +8,8 @@ the days (`daily_ingestion`), the identity run, a backfill of the first `weeks` 
 snapshots, each once the previous one finished. Snapshots past the last day of data see no
 new data. Per stage it records the wall time from launch to "backfill completed" and splits
 it into daemon pickup (launch -> run created), queue, run, and completion lag (run end ->
-backfill marked done: the backfill daemon ticks every 30 s).
+backfill marked done: the backfill daemon ticks every 30 s), and over all runs the failed
+ones and any DuckDB lock error in their logs (the run fails the benchmark).
 Results go to benchmarks/results/backfill.json.
 """
 
@@ -98,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                 if not result.succeeded:
                     print(server.explain(result))
                     break
+            # Every run of the instance, read from its event log and captured output.
+            all_runs = server.runs()
+            failed_runs = [run["runId"] for run in all_runs if run["status"] != "SUCCESS"]
+            lock_errors = sum(len(server.lock_errors(run["runId"])) for run in all_runs)
         finally:
             server.stop()
 
@@ -121,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": {s.name: s.skip_reason for s in stages if s.skip_reason},
         "backfills_wall_seconds": round(sum(r.seconds for r in backfills), 1),
         "pipeline_wall_seconds": round(sum(r.seconds for r in results.values()), 1),
-        "succeeded": all(r.succeeded for r in results.values()) and not any(s.skip_reason for s in stages),
+        "runs": len(all_runs),
+        "failed_runs": failed_runs,
+        "lock_errors": lock_errors,
+        "succeeded": all(r.succeeded for r in results.values())
+        and not any(s.skip_reason for s in stages)
+        and not failed_runs
+        and not lock_errors,
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "backfill.json"
