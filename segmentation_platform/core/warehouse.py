@@ -97,6 +97,14 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame) -> int:
     return len(frame)
 
 
+def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Rows of the whole table (0 while it does not exist): what `dagster/row_count` reports."""
+    if not table_exists(conn, table):
+        return 0
+    # fetchall, not fetchone: duckdb 2.0 keeps a fetchone() result open and refuses the next register().
+    return conn.execute(f"SELECT count(*) FROM {table_ref(table)}").fetchall()[0][0]
+
+
 def count_by(conn: duckdb.DuckDBPyConnection, table: str, column: str, values: Sequence) -> dict:
     """Row counts of `table` per value of `column`, restricted to `values` (zeros included)."""
     counts = dict.fromkeys(values, 0)

@@ -181,7 +181,7 @@ def holdouts(
                 columns=activation.HOLDOUT_COLUMNS,
             )
             deviations += _share_deviations(conn, snapshot, config, frame)
-        total = conn.execute(f"SELECT count(*) FROM {activation.HOLDOUTS_TABLE}").fetchone()[0]
+        total = warehouse.row_count(conn, activation.HOLDOUTS_TABLE)
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": total,
@@ -330,7 +330,7 @@ def exports(
             )
             audits += activation.audit_run(conn, snapshot, config, results)
             all_results += results
-        total = conn.execute(f"SELECT count(*) FROM {activation.EXPORTS_TABLE}").fetchone()[0]
+        total = warehouse.row_count(conn, activation.EXPORTS_TABLE)
     for note in sorted(notes):
         context.log.warning(note)
     for r in all_results:

@@ -227,8 +227,8 @@ def churn_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             ):
                 coverage_problems[snapshot.isoformat()] = {"buyers": buyers, "scores": len(result.scores)}
             context.log.info(f"churn as of {snapshot}: {result.status}. {result.message}")
-        total_rows = conn.execute(f"SELECT count(*) FROM {warehouse.table_ref(SCORES_TABLE)}").fetchone()[0]
-        driver_rows = conn.execute(f"SELECT count(*) FROM {warehouse.table_ref(DRIVERS_TABLE)}").fetchone()[0]
+        total_rows = warehouse.row_count(conn, SCORES_TABLE)
+        driver_rows = warehouse.row_count(conn, DRIVERS_TABLE)
 
     latest = results[dates[-1]]
     summary = pd.DataFrame(

@@ -171,7 +171,8 @@ def behaviour_clustering(context: dg.AssetExecutionContext, duckdb: DuckDBResour
                 f"clusters as of {snapshot}: k={result.k}, silhouette {result.silhouette:.3f}, "
                 f"kept ids {sorted(result.matched)}, new {result.new_clusters}, retired {result.retired_clusters}"
             )
-        total_rows = conn.execute(f"SELECT count(*) FROM {warehouse.table_ref(CLUSTERS_TABLE)}").fetchone()[0]
+        total_rows = warehouse.row_count(conn, CLUSTERS_TABLE)
+        profile_rows = warehouse.row_count(conn, PROFILES_TABLE)
 
     latest = results[dates[-1]]
     shown = latest.profiles[["cluster_id", "cluster_label", "customers", "share", "matched_previous"]]
@@ -191,7 +192,10 @@ def behaviour_clustering(context: dg.AssetExecutionContext, duckdb: DuckDBResour
     )
     yield dg.MaterializeResult(
         asset_key=PROFILES_KEY,
-        metadata={"dagster/partition_row_count": sum(len(r.profiles) for r in results.values())},
+        metadata={
+            "dagster/row_count": profile_rows,
+            "dagster/partition_row_count": sum(len(r.profiles) for r in results.values()),
+        },
     )
     yield dg.AssetCheckResult(
         asset_key=CLUSTERS_KEY,

@@ -171,9 +171,7 @@ def clv_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             if not (result.bgnbd.converged and result.gamma_gamma.converged):
                 problems.append(f"{snapshot}: fit did not converge ({result.bgnbd.message})")
             latest = (snapshot, result, scores)
-        total_rows = conn.execute(f"SELECT count(*) FROM {warehouse.table_ref(SCORES_TABLE)}").fetchall()[0][
-            0
-        ]
+        total_rows = warehouse.row_count(conn, SCORES_TABLE)
     metadata = {"dagster/row_count": total_rows, "snapshots": len(dates)}
     if latest:
         snapshot, result, scores = latest
@@ -232,7 +230,7 @@ def _empty_scores():
 def clv_validation(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     dates = snapshot_dates(context)
     types = {name: sql_type for name, (sql_type, _) in VALIDATION_COLUMNS.items()}
-    latest, skipped = None, []
+    latest, skipped, written = None, [], 0
     with duckdb.get_connection() as conn:
         for snapshot in dates:
             orders = _orders(conn, snapshot)
@@ -242,7 +240,7 @@ def clv_validation(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
                 skipped.append(f"{snapshot}: {error}")
                 continue
             deciles = calibration.deciles.with_columns(pl.lit(snapshot).alias("snapshot_date"))
-            warehouse.replace_partitions(
+            written += warehouse.replace_partitions(
                 conn, VALIDATION_TABLE, deciles.to_arrow(), "snapshot_date", [snapshot], columns=types
             )
             record_models(
@@ -262,13 +260,10 @@ def clv_validation(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
                 ],
             )
             latest = (snapshot, calibration)
-        total = (
-            conn.execute(f"SELECT count(*) FROM {VALIDATION_TABLE}").fetchall()[0][0]
-            if warehouse.table_exists(conn, VALIDATION_TABLE)
-            else 0
-        )
+        total = warehouse.row_count(conn, VALIDATION_TABLE)
     metadata = {
         "dagster/row_count": total,
+        "dagster/partition_row_count": written,
         "snapshots_validated": len(dates) - len(skipped),
         "skipped": dg.MetadataValue.json(skipped),
     }

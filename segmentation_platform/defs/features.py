@@ -146,7 +146,7 @@ def customer_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
             "OR last_purchase_at >= snapshot_date OR first_seen_at >= snapshot_date OR recency_days < 1)",
             [dates],
         )
-        total_rows = _count(conn, f"SELECT count(*) FROM {table}", [])
+        total_rows = warehouse.row_count(conn, FEATURES_TABLE)
         stages = _distribution_markdown(
             conn, FEATURES_TABLE, "lifecycle_stage", dates, order=list(features.LIFECYCLE_STAGES)
         )
@@ -250,7 +250,7 @@ def rfm_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             "WHERE r.snapshot_date IN (SELECT unnest(?)) AND f.frequency > 0",
             [dates],
         )
-        total_rows = _count(conn, f"SELECT count(*) FROM {table}", [])
+        total_rows = warehouse.row_count(conn, RFM_TABLE)
         order = [rule.name for rule in RFM_CONFIG.segments]
         segments = _distribution_markdown(conn, RFM_TABLE, "rfm_segment", dates, order=order)
         profile = _segment_profile(conn, dates[-1], order)

@@ -193,10 +193,7 @@ def resolve_identities(context: dg.AssetExecutionContext, duckdb: DuckDBResource
             else None
         )
         result = identity.resolve_identities(conn, IDENTITY_CONFIG, now=now)
-        counts = {
-            name: conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-            for name, table in result.tables.items()
-        }
+        counts = {name: warehouse.row_count(conn, f"{result.schema}.{name}") for name in result.tables}
         unexplained = _unexplained_key_changes(conn, previous, key_map, now) if previous is not None else 0
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float) and v is not None}
     context.log.info(f"identity: {counts['records']} records -> {counts['customers']} customers")

@@ -124,7 +124,8 @@ def build_ingestion_asset(contract: SourceContract) -> dg.AssetsDefinition:
             )
             accepted = warehouse.count_by(conn, raw_table, "_partition_date", days)
             rejected = warehouse.count_by(conn, quarantine_table, "_partition_date", days)
-            total_rows = conn.execute(f"SELECT count(*) FROM {warehouse.table_ref(raw_table)}").fetchone()[0]
+            total_rows = warehouse.row_count(conn, raw_table)
+            quarantine_rows = warehouse.row_count(conn, quarantine_table)
         landing_rows = dict.fromkeys(days, 0)
         for row in (
             batch.landing_counts.group_by("_partition_date")
@@ -150,6 +151,7 @@ def build_ingestion_asset(contract: SourceContract) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             asset_key=quarantine_key,
             metadata={
+                "dagster/row_count": quarantine_rows,
                 "dagster/partition_row_count": sum(rejected.values()),
                 "top_reasons": dg.MetadataValue.md(_reason_table(batch)),
             },

@@ -207,15 +207,24 @@ def segment_and_channel_kpis(context: dg.AssetExecutionContext, duckdb: DuckDBRe
                 }
             if kpis["note"].notna().any():
                 pending.append(snapshot.isoformat())
+        totals = {
+            table: warehouse.row_count(conn, table)
+            for table in ("measurement.segment_kpis", "measurement.channel_kpis")
+        }
     yield dg.MaterializeResult(
         asset_key=SEGMENT_KPIS_KEY,
         metadata={
+            "dagster/row_count": totals["measurement.segment_kpis"],
             "dagster/partition_row_count": segment_rows,
             "snapshots_with_pending_outcomes": ", ".join(pending) or "none",
         },
     )
     yield dg.MaterializeResult(
-        asset_key=CHANNEL_KPIS_KEY, metadata={"dagster/partition_row_count": channel_rows}
+        asset_key=CHANNEL_KPIS_KEY,
+        metadata={
+            "dagster/row_count": totals["measurement.channel_kpis"],
+            "dagster/partition_row_count": channel_rows,
+        },
     )
     yield dg.AssetCheckResult(
         asset_key=SEGMENT_KPIS_KEY,
@@ -272,7 +281,8 @@ def migration(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             )
             if inflow.to_dict() != now:
                 broken[snapshot.isoformat()] = {"flows_in": inflow.to_dict(), "assigned": now}
-    yield dg.MaterializeResult(metadata={"dagster/partition_row_count": rows})
+        total = warehouse.row_count(conn, "measurement.migration")
+    yield dg.MaterializeResult(metadata={"dagster/row_count": total, "dagster/partition_row_count": rows})
     yield dg.AssetCheckResult(
         check_name=FLOWS_CONSERVE_CHECK, passed=not broken, metadata={"broken": dg.MetadataValue.json(broken)}
     )
@@ -312,9 +322,11 @@ def lift(context: dg.AssetExecutionContext, duckdb: DuckDBResource, activation_c
                     if not record[f"{name}_low"] - 1e-12 <= record[name] <= record[f"{name}_high"] + 1e-12:
                         bad.append(f"{snapshot} {record['action_segment']} {name}")
             tables.append(table)
+        total = warehouse.row_count(conn, "measurement.lift")
     latest = tables[-1] if tables else None
     yield dg.MaterializeResult(
         metadata={
+            "dagster/row_count": total,
             "dagster/partition_row_count": rows,
             "latest_snapshot": dg.MetadataValue.md(_lift_markdown(latest)) if latest is not None else "none",
         }

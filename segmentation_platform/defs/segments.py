@@ -136,9 +136,7 @@ def load_sources(conn, snapshot: date, scheme: segments.SegmentScheme, notes: li
 def changelog(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     with duckdb.get_connection() as conn:
         entry = segments.record_scheme(conn, SCHEME, datetime.now(UTC).replace(tzinfo=None))
-        rows = conn.execute(
-            f"SELECT count(*) FROM {warehouse.table_ref(segments.CHANGELOG_TABLE)}"
-        ).fetchone()[0]
+        rows = warehouse.row_count(conn, segments.CHANGELOG_TABLE)
     context.log.info(f"scheme {SCHEME.version}: " + ("recorded" if entry else "unchanged, nothing recorded"))
     return dg.MaterializeResult(
         metadata={
@@ -304,7 +302,7 @@ def profiles(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             written[snapshot] = warehouse.replace_partitions(
                 conn, PROFILES_TABLE, frame, "snapshot_date", [snapshot], columns=segments.PROFILE_COLUMNS
             )
-        total_rows = conn.execute(f"SELECT count(*) FROM {warehouse.table_ref(PROFILES_TABLE)}").fetchone()[0]
+        total_rows = warehouse.row_count(conn, PROFILES_TABLE)
     shown = frame[
         ["action_segment", "customers", "share", "revenue", "margin", "mean_cltv", "mean_churn_probability"]
     ]

@@ -76,3 +76,29 @@ def test_rerunning_one_snapshot_changes_nothing(backfilled):
     after = checksums(platform.warehouse)
     assert [name for name in before if after.get(name) != before[name]] == []
     assert after == before
+    # What the UI shows for a one-snapshot run: the whole table's rows, and the snapshot's.
+    tables_of = {
+        spec.key: spec.metadata["dagster/table_name"].removeprefix("warehouse.")
+        for spec in platform.defs.resolve_all_asset_specs()
+        if "dagster/table_name" in spec.metadata
+    }
+    reported, actual = {}, {}
+    with duckdb.connect(str(platform.warehouse), read_only=True) as conn:
+        for event in result.get_asset_materialization_events():
+            materialization = event.materialization
+            table = tables_of.get(materialization.asset_key)
+            if table is None:
+                continue
+            metadata = {k: v.value for k, v in materialization.metadata.items()}
+            reported[table] = (metadata.get("dagster/row_count"), metadata.get("dagster/partition_row_count"))
+            by_snapshot = "snapshot_date" in {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
+            actual[table] = (
+                conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0],
+                conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE snapshot_date = ?", [SNAPSHOT_DATES[17]]
+                ).fetchall()[0][0]
+                if by_snapshot
+                else None,
+            )
+    assert len(reported) >= 12
+    assert reported == actual
