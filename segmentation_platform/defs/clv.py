@@ -236,8 +236,16 @@ def clv_validation(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             orders = _orders(conn, snapshot)
             try:
                 calibration = clv_snapshot.calibrate(orders, snapshot, CLV_CONFIG)
-            except ValueError as error:
+            except ValueError as error:  # no complete holdout window yet: the snapshot has no deciles
                 skipped.append(f"{snapshot}: {error}")
+                warehouse.replace_partitions(
+                    conn,
+                    VALIDATION_TABLE,
+                    pl.DataFrame(schema={"snapshot_date": pl.Date}),
+                    "snapshot_date",
+                    [snapshot],
+                    columns=types,
+                )
                 continue
             deciles = calibration.deciles.with_columns(pl.lit(snapshot).alias("snapshot_date"))
             written += warehouse.replace_partitions(

@@ -102,3 +102,18 @@ def test_rerunning_one_snapshot_changes_nothing(backfilled):
             )
     assert len(reported) >= 12
     assert reported == actual
+
+
+def test_a_snapshot_too_early_to_validate_keeps_no_stale_rows(backfilled):
+    """A snapshot without a complete holdout window has no CLTV validation: a re-run empties
+    whatever an earlier run (or a larger data set) left under it."""
+    platform = backfilled.platform
+    before = checksums(platform.warehouse)
+    with duckdb.connect(str(platform.warehouse)) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM models.clv_validation WHERE snapshot_date = ?", [SNAPSHOT_DATES[0]]
+        ).fetchall() == [(0,)]
+        conn.execute("INSERT INTO models.clv_validation (snapshot_date) VALUES (?)", [SNAPSHOT_DATES[0]])
+    window = weekly_snapshots.time_window_for_partition_key(WEEKLY_KEYS[0])
+    platform.run(WEEKLY_SEGMENTATION, window.start.date(), window.end.date() - timedelta(days=1))
+    assert checksums(platform.warehouse) == before
