@@ -12,14 +12,7 @@ def build_measured_world(folder: Path) -> World:
     config = load_activation_config(write_config(folder))
     with world.connect() as conn:
         for snapshot in SNAPSHOTS:
-            warehouse.replace_partitions(
-                conn,
-                activation.HOLDOUTS_TABLE,
-                activation.compute_holdouts(conn, snapshot, config),
-                "snapshot_date",
-                [snapshot],
-                columns=activation.HOLDOUT_COLUMNS,
-            )
+            activation.write_holdouts(conn, snapshot, config)
             results, _ = activation.run_exports(conn, snapshot, config, folder / "exports")
             tables = {
                 activation.EXPORTS_TABLE: (

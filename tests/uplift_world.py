@@ -128,14 +128,7 @@ def build_uplift_world(data_dir: Path, seed: int, persons: int = 700) -> UpliftW
             ingest(conn, data_dir / "landing", source, days)
         resolve_identities(conn, now=dt.datetime(2025, 4, 2))
         assign_segments(conn, SNAPSHOT)
-        warehouse.replace_partitions(
-            conn,
-            activation.HOLDOUTS_TABLE,
-            activation.compute_holdouts(conn, SNAPSHOT, config),
-            "snapshot_date",
-            [SNAPSHOT],
-            columns=activation.HOLDOUT_COLUMNS,
-        )
+        activation.write_holdouts(conn, SNAPSHOT, config)
         results, _ = activation.run_exports(conn, SNAPSHOT, config, data_dir / "exports")
         failed = [r.message for r in results if r.status != "success"]
         assert not failed, failed

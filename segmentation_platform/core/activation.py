@@ -271,6 +271,17 @@ def compute_holdouts(
 _EMPTY_HISTORY = pd.DataFrame({"customer_key": [], "action_segment": [], "snapshot_date": []})
 
 
+def write_holdouts(
+    conn: duckdb.DuckDBPyConnection, snapshot: dt.date, config: ActivationConfig
+) -> pd.DataFrame:
+    """Compute the snapshot's holdouts and replace its partition of `activation.holdouts`."""
+    frame = compute_holdouts(conn, snapshot, config)
+    warehouse.replace_partitions(
+        conn, HOLDOUTS_TABLE, frame, "snapshot_date", [snapshot], columns=HOLDOUT_COLUMNS
+    )
+    return frame
+
+
 # --------------------------------------------------------------------------- audience
 
 

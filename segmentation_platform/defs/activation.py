@@ -171,15 +171,8 @@ def holdouts(
     deviations, written = [], 0
     with duckdb.get_connection() as conn:
         for _, snapshot in snapshots_in_run(context):
-            frame = activation.compute_holdouts(conn, snapshot, config)
-            written += warehouse.replace_partitions(
-                conn,
-                activation.HOLDOUTS_TABLE,
-                frame,
-                "snapshot_date",
-                [snapshot],
-                columns=activation.HOLDOUT_COLUMNS,
-            )
+            frame = activation.write_holdouts(conn, snapshot, config)
+            written += len(frame)
             deviations += _share_deviations(conn, snapshot, config, frame)
         total = warehouse.row_count(conn, activation.HOLDOUTS_TABLE)
     yield dg.MaterializeResult(

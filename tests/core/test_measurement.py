@@ -18,14 +18,7 @@ def world(tmp_path_factory):
     config = load_activation_config(write_config(folder))
     with built.connect() as conn:
         for snapshot in SNAPSHOTS:
-            warehouse.replace_partitions(
-                conn,
-                activation.HOLDOUTS_TABLE,
-                activation.compute_holdouts(conn, snapshot, config),
-                "snapshot_date",
-                [snapshot],
-                columns=activation.HOLDOUT_COLUMNS,
-            )
+            activation.write_holdouts(conn, snapshot, config)
     built.extras["config"] = config
     return built
 
@@ -138,13 +131,7 @@ def test_lift_waits_for_its_outcome_window(world):
             "FROM segments.assignments WHERE snapshot_date = ?",
             [SNAPSHOTS[-1]],
         )
-        warehouse.replace_partitions(
-            writable,
-            activation.HOLDOUTS_TABLE,
-            activation.compute_holdouts(writable, late, world.extras["config"]),
-            "snapshot_date",
-            [late],
-        )
+        activation.write_holdouts(writable, late, world.extras["config"])
         table = measurement.lift(writable, late, world.extras["config"].experiments)
         kpis = measurement.segment_kpis(writable, late)
         writable.execute("DELETE FROM segments.assignments WHERE snapshot_date = DATE '2025-04-14'")
