@@ -317,16 +317,15 @@ class DagsterDev:
         return result
 
     def wait_for_backfill(self, backfill_id: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while (backfill := self.backfill(backfill_id))["status"] not in FINISHED_BACKFILL_STATUSES:
-            if time.monotonic() > deadline:
-                runs = [(r["runId"][:8], r["status"]) for r in backfill["runs"]]
-                raise TimeoutError(
-                    f"backfill {backfill_id} still {backfill['status']} after {timeout:.0f}s, runs {runs}\n"
-                    + self.log_tail()
-                )
-            time.sleep(1)
-        return backfill
+        return self._poll(
+            lambda: self.backfill(backfill_id),
+            lambda backfill: backfill["status"] in FINISHED_BACKFILL_STATUSES,
+            lambda backfill: (
+                f"backfill {backfill_id} still {backfill['status']}, runs "
+                + str([(r["runId"][:8], r["status"]) for r in backfill["runs"]])
+            ),
+            timeout,
+        )
 
     def run(self, run_id: str) -> dict:
         result = self.graphql(RUN_QUERY, {"id": run_id})["runOrError"]
@@ -335,14 +334,12 @@ class DagsterDev:
         return result
 
     def wait_for_run(self, run_id: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while (run := self.run(run_id))["status"] not in FINISHED_RUN_STATUSES:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"run {run_id} still {run['status']} after {timeout:.0f}s\n{self.log_tail()}"
-                )
-            time.sleep(1)
-        return run
+        return self._poll(
+            lambda: self.run(run_id),
+            lambda run: run["status"] in FINISHED_RUN_STATUSES,
+            lambda run: f"run {run_id} still {run['status']}",
+            timeout,
+        )
 
     def runs(self) -> list[dict]:
         return self.graphql(RUNS_QUERY)["runsOrError"]["results"]
@@ -356,13 +353,22 @@ class DagsterDev:
 
     def wait_for_retry(self, run_id: str, timeout: float) -> dict:
         """The run the daemon launched to retry `run_id` (run_retries), once it has finished."""
+        return self._poll(
+            lambda: next((r for r in self.runs() if _tag(r, "dagster/parent_run_id") == run_id), None),
+            lambda retry: retry is not None and retry["status"] in FINISHED_RUN_STATUSES,
+            lambda retry: f"retry of run {run_id}: {retry['status'] if retry else 'not launched'}",
+            timeout,
+        )
+
+    def _poll(self, fetch: Callable, finished: Callable, describe: Callable, timeout: float):
+        """`fetch()` once a second until `finished` holds of it; on timeout, `describe` the last
+        value and show the end of the `dagster dev` log."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            retries = [run for run in self.runs() if _tag(run, "dagster/parent_run_id") == run_id]
-            if retries and retries[0]["status"] in FINISHED_RUN_STATUSES:
-                return retries[0]
+        while not finished(value := fetch()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{describe(value)} after {timeout:.0f}s\n{self.log_tail()}")
             time.sleep(1)
-        raise TimeoutError(f"no finished retry of run {run_id} after {timeout:.0f}s\n{self.log_tail()}")
+        return value
 
     def run_events(self, run_id: str) -> Iterator[dict]:
         cursor = None
