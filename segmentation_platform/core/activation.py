@@ -291,13 +291,9 @@ def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 def _text_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     """Descriptive (VARCHAR) columns: the playbook, not the profile's statistics."""
-    schema, name = table.split(".")
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "AND data_type = 'VARCHAR' ORDER BY ordinal_position",
-        [schema, name],
-    ).fetchall()
-    return [row[0] for row in rows]
+    return [
+        column for column, sql_type in warehouse.column_types(conn, table).items() if sql_type == "VARCHAR"
+    ]
 
 
 def load_activation_frame(

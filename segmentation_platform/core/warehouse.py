@@ -32,14 +32,19 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table: str, columns: Mapping[s
             conn.execute(f"ALTER TABLE {table_ref(table)} ADD COLUMN {quote(name)} {sql_type}")
 
 
-def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+def column_types(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column name -> SQL type (information_schema's data_type), in table order."""
     schema, name = table.split(".")
     rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns "
+        "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
         [schema, name],
     ).fetchall()
-    return [row[0] for row in rows]
+    return dict(rows)
+
+
+def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return list(column_types(conn, table))
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:

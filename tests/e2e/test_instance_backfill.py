@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from segmentation_platform.contracts import CONTRACTS
-from segmentation_platform.core.warehouse import quote, table_checksum, table_columns, table_ref
+from segmentation_platform.core.warehouse import column_types, quote, table_checksum, table_columns, table_ref
 
 # The fixture below runs three stages before the first test; a stage may take minutes on a
 # loaded 2-core machine (the backfill daemon alone ticks every 30 s).
@@ -111,15 +111,10 @@ def _run_time_columns(conn, table: str) -> list[str]:
     The synthetic data ends in 2025, so a date/time column reaching this session's start
     records when a run happened, not anything about customers: expected to change on re-run.
     """
-    schema, name = table.split(".")
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "AND (data_type LIKE 'TIMESTAMP%' OR data_type = 'DATE')",
-        [schema, name],
-    ).fetchall()
+    dated = [c for c, t in column_types(conn, table).items() if t.startswith("TIMESTAMP") or t == "DATE"]
     threshold = SESSION_STARTED - timedelta(days=1)
     stamped = []
-    for (column,) in rows:
+    for column in dated:
         latest = conn.execute(f"SELECT max({quote(column)}) FROM {table_ref(table)}").fetchall()[0][0]
         if latest is None:
             continue
