@@ -6,8 +6,7 @@ snapshots once. Tests that re-run jobs on it must leave every table as they foun
 is exactly what they assert.
 """
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -45,27 +44,15 @@ VOLATILE_COLUMNS = {
 class PipelineRun:
     platform: Platform
     weekly: dg.ExecuteInProcessResult
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
-_RUN: list[PipelineRun] = []
-
-
-def pipeline_run(tmp_path_factory) -> PipelineRun:
-    """Generate, ingest, resolve identities and materialize the 26 weekly snapshots (once)."""
-    if not _RUN:
-        seconds = {}
-        began = time.perf_counter()
-        data_dir = tmp_path_factory.mktemp("pipeline")
-        generate(data_dir, persons=PERSONS, start=START, end=END, seed=5)
-        platform = Platform(data_dir, START, END)
-        seconds["generate"] = time.perf_counter() - began
-        for job in ("daily_ingestion", "identity_resolution", "weekly_segmentation"):
-            began = time.perf_counter()
-            result = platform.run(job)
-            seconds[job] = time.perf_counter() - began
-        _RUN.append(PipelineRun(platform, result, seconds))
-    return _RUN[0]
+def build_pipeline_world(data_dir: Path) -> PipelineRun:
+    """Generate, ingest, resolve identities and materialize the 26 weekly snapshots."""
+    generate(data_dir, persons=PERSONS, start=START, end=END, seed=5)
+    platform = Platform(data_dir, START, END)
+    platform.run("daily_ingestion")
+    platform.run("identity_resolution")
+    return PipelineRun(platform, platform.run("weekly_segmentation"))
 
 
 def tables(warehouse: Path) -> list[str]:

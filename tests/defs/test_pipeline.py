@@ -5,20 +5,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.pipeline_world import PERSONS, SNAPSHOT_DATES, checksums, pipeline_run, tables
+from tests.pipeline_world import PERSONS, SNAPSHOT_DATES, checksums, tables
 
 # The shared pipeline run takes minutes; more on a busy machine than the default 600 s allow.
 pytestmark = pytest.mark.timeout(1800)
 
 
-@pytest.fixture(scope="module")
-def resolved(tmp_path_factory):
-    run = pipeline_run(tmp_path_factory)
-    return run.platform, run.weekly
-
-
-def test_every_stage_writes_rows(resolved):
-    platform, result = resolved
+def test_every_stage_writes_rows(pipeline_world):
+    platform, result = pipeline_world.platform, pipeline_world.weekly
     with duckdb.connect(str(platform.warehouse), read_only=True) as conn:
 
         def one(sql: str):
@@ -64,10 +58,10 @@ def test_every_stage_writes_rows(resolved):
     assert list(Path(platform.data_dir, "reports").rglob("report.html"))
 
 
-def test_rerunning_identity_changes_no_table(resolved):
+def test_rerunning_identity_changes_no_table(pipeline_world):
     """Re-running a snapshot (model refits included) is tested in test_weekly_backfill.py,
     and every stage at once through the daemon in tests/e2e/test_instance_backfill.py."""
-    platform, _ = resolved
+    platform = pipeline_world.platform
     before = checksums(platform.warehouse)
     assert {"identity.customer_key_map", "models.clv_scores", "models.registry"} <= set(before)
     platform.run("identity_resolution")

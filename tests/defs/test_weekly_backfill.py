@@ -6,9 +6,10 @@ from datetime import timedelta
 import duckdb
 import pytest
 
+from segmentation_platform.core.warehouse import table_columns
 from segmentation_platform.defs.jobs import WEEKLY_SEGMENTATION
 from segmentation_platform.defs.partitions import weekly_snapshots
-from tests.pipeline_world import SNAPSHOT_DATES, WEEKLY_KEYS, checksums, pipeline_run, tables
+from tests.pipeline_world import SNAPSHOT_DATES, WEEKLY_KEYS, checksums, tables
 
 # Stages that score every customer who exists at a snapshot: a row set per snapshot from the first.
 EVERY_SNAPSHOT = (
@@ -26,31 +27,25 @@ EVERY_SNAPSHOT = (
 pytestmark = pytest.mark.timeout(1800)
 
 
-@pytest.fixture(scope="module")
-def backfilled(tmp_path_factory):
-    return pipeline_run(tmp_path_factory)
-
-
-def test_every_weekly_asset_has_26_partitions(backfilled):
+def test_every_weekly_asset_has_26_partitions(pipeline_world):
     assert len(WEEKLY_KEYS) == 26
     weekly_assets = [
         spec.key
-        for spec in backfilled.platform.defs.resolve_all_asset_specs()
+        for spec in pipeline_world.platform.defs.resolve_all_asset_specs()
         if spec.partitions_def == weekly_snapshots
     ]
     assert len(weekly_assets) >= 10
-    instance = backfilled.platform.instance
+    instance = pipeline_world.platform.instance
     for key in weekly_assets:
         assert instance.get_materialized_partitions(key) == set(WEEKLY_KEYS), key.to_user_string()
 
 
-def test_weekly_tables_hold_one_snapshot_per_partition(backfilled):
-    warehouse = backfilled.platform.warehouse
+def test_weekly_tables_hold_one_snapshot_per_partition(pipeline_world):
+    warehouse = pipeline_world.platform.warehouse
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         per_table = {}
         for name in tables(warehouse):
-            columns = {r[0] for r in conn.execute(f"DESCRIBE {name}").fetchall()}
-            if "snapshot_date" in columns:
+            if "snapshot_date" in table_columns(conn, name):
                 dates = conn.execute(f"SELECT DISTINCT snapshot_date FROM {name} ORDER BY 1").fetchall()
                 per_table[name] = [d for (d,) in dates]
     assert set(EVERY_SNAPSHOT) <= set(per_table)
@@ -64,8 +59,8 @@ def test_weekly_tables_hold_one_snapshot_per_partition(backfilled):
     assert len(per_table["models.clv_validation"]) >= 1 and len(per_table["models.churn_scores"]) >= 1
 
 
-def test_rerunning_one_snapshot_changes_nothing(backfilled):
-    platform = backfilled.platform
+def test_rerunning_one_snapshot_changes_nothing(pipeline_world):
+    platform = pipeline_world.platform
     before = checksums(platform.warehouse)
     window = weekly_snapshots.time_window_for_partition_key(WEEKLY_KEYS[17])
     start, end = window.start.date(), window.end.date() - timedelta(days=1)
@@ -91,7 +86,7 @@ def test_rerunning_one_snapshot_changes_nothing(backfilled):
                 continue
             metadata = {k: v.value for k, v in materialization.metadata.items()}
             reported[table] = (metadata.get("dagster/row_count"), metadata.get("dagster/partition_row_count"))
-            by_snapshot = "snapshot_date" in {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
+            by_snapshot = "snapshot_date" in table_columns(conn, table)
             actual[table] = (
                 conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0],
                 conn.execute(
@@ -104,10 +99,10 @@ def test_rerunning_one_snapshot_changes_nothing(backfilled):
     assert reported == actual
 
 
-def test_a_snapshot_too_early_to_validate_keeps_no_stale_rows(backfilled):
+def test_a_snapshot_too_early_to_validate_keeps_no_stale_rows(pipeline_world):
     """A snapshot without a complete holdout window has no CLTV validation: a re-run empties
     whatever an earlier run (or a larger data set) left under it."""
-    platform = backfilled.platform
+    platform = pipeline_world.platform
     before = checksums(platform.warehouse)
     with duckdb.connect(str(platform.warehouse)) as conn:
         assert conn.execute(
