@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_segments import timed  # noqa: E402
 from segmentation_platform.core import features  # noqa: E402
-from segmentation_platform.core.churn import fit_churn, load_churn_config  # noqa: E402
+from segmentation_platform.core.models.churn import fit_churn, load_churn_config  # noqa: E402
 from segmentation_platform.synthetic.generator import generate  # noqa: E402
-from tests.truth_world import load_raw_with_true_keys  # noqa: E402
+from tests.worlds.truth_world import load_raw_with_true_keys  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 

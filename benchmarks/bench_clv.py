@@ -66,7 +66,7 @@ def _current_rss_mb() -> float:
 def run_ours(log_path: str, summary_path: str) -> dict:
     import polars as pl
 
-    from segmentation_platform.core import clv
+    from segmentation_platform.core.models import clv
 
     log = pl.read_parquet(log_path)
     rss_loaded = _current_rss_mb()
@@ -162,7 +162,7 @@ WORKERS = {"ours": run_ours, "lifetimes": run_lifetimes}
 
 
 def simulate_log(customers: int, seed: int, path: Path) -> int:
-    from segmentation_platform.core import clv
+    from segmentation_platform.core.models import clv
 
     log = clv.simulate_transaction_log(
         customers,

@@ -27,7 +27,7 @@ from segmentation_platform.contracts import CONTRACTS
 from segmentation_platform.core import warehouse
 from segmentation_platform.core.features import compute_customer_features, feature_columns
 from segmentation_platform.core.ingestion import raw_table_columns
-from segmentation_platform.core.rfm import RFM_COLUMNS, score_rfm
+from segmentation_platform.core.models.rfm import RFM_COLUMNS, score_rfm
 
 HERE = Path(__file__).resolve().parent
 WORK_DIR = HERE / "work"

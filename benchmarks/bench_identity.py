@@ -132,9 +132,9 @@ def resolve_child(warehouse: Path, evaluate: bool, rerun: bool, model_out: Path 
     from segmentation_platform.core.identity import (
         clustering_accuracy,
         compare_key_maps,
+        evidence_ceiling,
         resolve_identities,
     )
-    from segmentation_platform.core.identity_quality import evidence_ceiling
 
     run_copy = warehouse.with_name("run.duckdb")
     run_copy.unlink(missing_ok=True)

@@ -28,9 +28,9 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from segmentation_platform.core import rfm  # noqa: E402
-from segmentation_platform.core.churn import fit_churn, load_churn_config  # noqa: E402
-from segmentation_platform.core.clustering import fit_clusters, load_clustering_config  # noqa: E402
+from segmentation_platform.core.models import rfm  # noqa: E402
+from segmentation_platform.core.models.churn import fit_churn, load_churn_config  # noqa: E402
+from segmentation_platform.core.models.clustering import fit_clusters, load_clustering_config  # noqa: E402
 from segmentation_platform.core.segments import assign_segments, load_scheme, segment_profiles  # noqa: E402
 from segmentation_platform.synthetic.behaviour_panel import simulate_panel  # noqa: E402
 

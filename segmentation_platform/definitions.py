@@ -1,64 +1,33 @@
-"""The one Definitions object of the platform."""
-
-import os
-from pathlib import Path
+"""The platform's Definitions: every group's own `definitions.py`, merged; nothing else."""
 
 import dagster as dg
 
-from segmentation_platform.defs.activation import activation_assets
-from segmentation_platform.defs.automation import (
-    build_schedules,
-    failed_run_sensor,
-    landing_file_sensor,
-)
-from segmentation_platform.defs.clv import clv_assets
-from segmentation_platform.defs.features import feature_assets
-from segmentation_platform.defs.identity import identity_assets
-from segmentation_platform.defs.ingestion import ingestion_assets
-from segmentation_platform.defs.jobs import build_jobs
-from segmentation_platform.defs.measurement import measurement_assets
-from segmentation_platform.defs.metadata import with_column_lineage
-from segmentation_platform.defs.resources import resources_for
-from segmentation_platform.defs.segments import SEGMENT_STAGE_ASSETS
+from segmentation_platform.defs._lib.automation import automation_definitions
+from segmentation_platform.defs._lib.resources import resources_for
+from segmentation_platform.defs.activation import definitions as activation
+from segmentation_platform.defs.features import definitions as features
+from segmentation_platform.defs.identity import definitions as identity
+from segmentation_platform.defs.ingestion import definitions as ingestion
+from segmentation_platform.defs.measurement import definitions as measurement
+from segmentation_platform.defs.models import definitions as models
+from segmentation_platform.defs.segments import definitions as segments
 
-ALL_ASSETS = [
-    *ingestion_assets,
-    *identity_assets,
-    *feature_assets,
-    *clv_assets,
-    *SEGMENT_STAGE_ASSETS,
-    *activation_assets,
-    *measurement_assets,
+# Modules, not their Definitions objects: Dagster allows one Definitions at module scope.
+GROUPS = [
+    ingestion.defs,
+    identity.defs,
+    features.defs,
+    models.defs,
+    segments.defs,
+    activation.defs,
+    measurement.defs,
 ]
-JOBS = build_jobs(ALL_ASSETS)
-
-
-def _with_code_links(assets: list) -> list:
-    linked = dg.with_source_code_references(assets)
-    # Point the UI's source links at a hosted repository when one is configured.
-    if git_url := os.environ.get("SEGMENTATION_GIT_URL"):
-        linked = dg.link_code_references_to_git(
-            linked,
-            git_url=git_url,
-            git_branch=os.environ.get("SEGMENTATION_GIT_BRANCH", "main"),
-            file_path_mapping=dg.AnchorBasedFilePathMapping(
-                local_file_anchor=Path(__file__).resolve().parent.parent, file_anchor_path_in_repository=""
-            ),
-        )
-    return linked
 
 
 def build_definitions(resources: dict) -> dg.Definitions:
-    return dg.Definitions(
-        assets=_with_code_links(with_column_lineage(ALL_ASSETS)),
-        jobs=JOBS,
-        schedules=build_schedules(JOBS),
-        sensors=[landing_file_sensor, failed_run_sensor],
-        resources=resources,
-        # Steps run one after another in the run's own process: every step writes the one
-        # DuckDB file (pool "duckdb", one slot), so per-step subprocesses would only add
-        # start-up time (measured: a 26-week backfill took twice as long multiprocess).
-        executor=dg.in_process_executor,
+    assets = dg.Definitions.merge(*GROUPS)
+    return dg.Definitions.merge(
+        assets, automation_definitions(list(assets.assets)), dg.Definitions(resources=resources)
     )
 
 

@@ -10,8 +10,8 @@ import dagster as dg
 import duckdb
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from segmentation_platform.defs.jobs import PIPELINE_JOB_NAMES
-from segmentation_platform.defs.resources import resources_for
+from segmentation_platform.defs._lib.jobs import PIPELINE_JOB_NAMES
+from segmentation_platform.defs._lib.resources import resources_for
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

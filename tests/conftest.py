@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 
 from segmentation_platform.definitions import build_definitions
-from segmentation_platform.defs.resources import resources_for
+from segmentation_platform.defs._lib.resources import resources_for
 from segmentation_platform.demo import failure_messages, run_job
 from segmentation_platform.synthetic.generator import generate
 

@@ -7,7 +7,7 @@ and model versions); this one fails fast, without a run, when an asset lacks the
 import dagster as dg
 import pytest
 
-from segmentation_platform.defs.metadata import COLUMN_LINEAGE, OWNER
+from segmentation_platform.defs._lib.metadata import COLUMN_LINEAGE, OWNER
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.pipeline_world import PERSONS, SNAPSHOT_DATES, checksums, tables
+from tests.worlds.pipeline_world import PERSONS, SNAPSHOT_DATES, checksums, tables
 
 # The shared pipeline run takes minutes; more on a busy machine than the default 600 s allow.
 pytestmark = pytest.mark.timeout(1800)

@@ -7,9 +7,9 @@ import duckdb
 import pytest
 
 from segmentation_platform.core.warehouse import table_columns
-from segmentation_platform.defs.jobs import WEEKLY_SEGMENTATION
-from segmentation_platform.defs.partitions import weekly_snapshots
-from tests.pipeline_world import SNAPSHOT_DATES, WEEKLY_KEYS, checksums, tables
+from segmentation_platform.defs._lib.jobs import WEEKLY_SEGMENTATION
+from segmentation_platform.defs._lib.partitions import weekly_snapshots
+from tests.worlds.pipeline_world import SNAPSHOT_DATES, WEEKLY_KEYS, checksums, tables
 
 # Stages that score every customer who exists at a snapshot: a row set per snapshot from the first.
 EVERY_SNAPSHOT = (

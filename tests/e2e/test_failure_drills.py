@@ -21,8 +21,8 @@ import pytest
 
 from segmentation_platform.contracts import CONTRACTS
 from segmentation_platform.definitions import build_definitions
-from segmentation_platform.defs.jobs import DAILY_INGESTION
-from segmentation_platform.defs.resources import resources_for
+from segmentation_platform.defs._lib.jobs import DAILY_INGESTION
+from segmentation_platform.defs._lib.resources import resources_for
 from segmentation_platform.demo import failure_messages, run_job
 from tests.e2e.conftest import FINISHED_RUN_STATUSES, DataSet
 

@@ -1,0 +1,35 @@
+"""features: public surface."""
+
+from segmentation_platform.core.features._store import (
+    CONFIG_PATH,
+    FEATURE_SOURCES,
+    KEY_MAP_TABLE,
+    LIFECYCLE_STAGES,
+    FeatureConfig,
+    LifecycleThresholds,
+    compute_customer_features,
+    customer_orders_sql,
+    feature_columns,
+    feature_dictionary_markdown,
+    feature_registry,
+    load_feature_config,
+    order_coverage,
+    snapshot_cutoff,
+)
+
+__all__ = [
+    "CONFIG_PATH",
+    "FEATURE_SOURCES",
+    "FeatureConfig",
+    "KEY_MAP_TABLE",
+    "LIFECYCLE_STAGES",
+    "LifecycleThresholds",
+    "compute_customer_features",
+    "customer_orders_sql",
+    "feature_columns",
+    "feature_dictionary_markdown",
+    "feature_registry",
+    "load_feature_config",
+    "order_coverage",
+    "snapshot_cutoff",
+]

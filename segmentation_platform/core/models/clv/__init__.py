@@ -1,0 +1,53 @@
+"""clv: public surface."""
+
+from segmentation_platform.core.models.clv._bgnbd import (
+    DAYS_PER_MONTH,
+    BGNBDFit,
+    BGNBDParams,
+    GammaGammaFit,
+    GammaGammaParams,
+    _BGNBDLikelihood,
+    _compress,
+    _GammaGammaLikelihood,
+    discounted_expected_purchases,
+    expected_purchases,
+    expected_value_per_order,
+    fit_bgnbd,
+    fit_clv,
+    fit_gamma_gamma,
+    probability_alive,
+    simulate_bgnbd,
+    simulate_gamma_gamma,
+    simulate_transaction_log,
+    transaction_summary,
+)
+from segmentation_platform.core.models.clv._snapshot import (
+    calibrate,
+    load_clv_config,
+    score_snapshot,
+)
+
+__all__ = [
+    "BGNBDFit",
+    "BGNBDParams",
+    "DAYS_PER_MONTH",
+    "GammaGammaFit",
+    "GammaGammaParams",
+    "_BGNBDLikelihood",
+    "_GammaGammaLikelihood",
+    "_compress",
+    "calibrate",
+    "discounted_expected_purchases",
+    "expected_purchases",
+    "expected_value_per_order",
+    "fit_bgnbd",
+    "fit_clv",
+    "fit_gamma_gamma",
+    "load_clv_config",
+    "probability_alive",
+    "score_snapshot",
+    "simulate_bgnbd",
+    "simulate_gamma_gamma",
+    "simulate_transaction_log",
+    "transaction_summary",
+]

@@ -1,0 +1,23 @@
+"""rfm: public surface."""
+
+from segmentation_platform.core.models.rfm._scores import (
+    CONFIG_PATH,
+    RFM_COLUMN_DOCS,
+    RFM_COLUMNS,
+    RfmConfig,
+    all_codes,
+    fm_score,
+    load_rfm_config,
+    score_rfm,
+)
+
+__all__ = [
+    "CONFIG_PATH",
+    "RFM_COLUMNS",
+    "RFM_COLUMN_DOCS",
+    "RfmConfig",
+    "all_codes",
+    "fm_score",
+    "load_rfm_config",
+    "score_rfm",
+]

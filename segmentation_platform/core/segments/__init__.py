@@ -1,0 +1,43 @@
+"""segments: public surface."""
+
+from segmentation_platform.core.segments._scheme import (
+    CHANGELOG_TABLE,
+    LOGIC_VERSION,
+    MAX_SEGMENTS,
+    MIN_SEGMENTS,
+    PROFILE_COLUMNS,
+    SCHEME_PATH,
+    SOURCE_TABLES,
+    SchemeDataError,
+    SchemeError,
+    SegmentScheme,
+    assign_segments,
+    assignment_columns,
+    changelog_entry,
+    latest_change,
+    load_scheme,
+    parse_scheme,
+    record_scheme,
+    segment_profiles,
+)
+
+__all__ = [
+    "CHANGELOG_TABLE",
+    "LOGIC_VERSION",
+    "MAX_SEGMENTS",
+    "MIN_SEGMENTS",
+    "PROFILE_COLUMNS",
+    "SCHEME_PATH",
+    "SOURCE_TABLES",
+    "SchemeDataError",
+    "SchemeError",
+    "SegmentScheme",
+    "assign_segments",
+    "assignment_columns",
+    "changelog_entry",
+    "latest_change",
+    "load_scheme",
+    "parse_scheme",
+    "record_scheme",
+    "segment_profiles",
+]
