@@ -17,7 +17,7 @@ def report_file(tmp_path_factory):
     world = build_measured_world(folder)
     with world.connect(read_only=True) as conn:
         html = reporting.render_report(reporting.load_report_data(conn, SNAPSHOTS[2]))
-    path = folder / "reports" / SNAPSHOTS[2].isoformat() / "reporting.html"
+    path = folder / "reports" / SNAPSHOTS[2].isoformat() / "report.html"
     path.parent.mkdir(parents=True)
     path.write_text(html, encoding="utf-8")
     return path
@@ -53,5 +53,5 @@ def test_browser_screenshot_is_drawn(report_file, browser, tmp_path):
     browser.resize(1300, 4200)
     browser.open(report_file.as_uri())
     browser.wait_for(f"{CHARTS} >= 8", "the report's charts")
-    data = browser.screenshot(tmp_path / "reporting.png").read_bytes()
+    data = browser.screenshot(tmp_path / "report.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a blank page compresses to a few kB

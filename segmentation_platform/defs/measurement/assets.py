@@ -1,4 +1,4 @@
-"""Measurement: segment KPIs, acquisition economics, migration, lift vs holdout, and the HTML reporting.
+"""Measurement: segment KPIs, acquisition economics, migration, lift vs holdout, and the HTML report.
 
 Outcome metrics read purchases *after* the snapshot, so these assets depend on all raw
 purchase partitions (history and outcomes), not only the snapshot's week; re-materialize
@@ -358,7 +358,7 @@ def _lift_markdown(table) -> str:
     key=REPORT_KEY,
     description="Self-contained offline HTML report per snapshot (inline SVG charts, no scripts or network): "
     "segment sizes and value, CLTV distribution, RFM grid, migration flows, lift with intervals, "
-    "acquisition economics and exports. Written to <reports>/<snapshot>/reporting.html.",
+    "acquisition economics and exports. Written to <reports>/<snapshot>/report.html.",
     group_name=GROUP,
     kinds={"html", "python"},
     partitions_def=weekly_snapshots,
@@ -373,7 +373,7 @@ def report_html(context: dg.AssetExecutionContext, duckdb: DuckDBResource, outpu
     with duckdb.get_connection() as conn:
         for _, snapshot in snapshots_in_run(context):
             data = reporting.load_report_data(conn, snapshot)
-            path = output_folders.reports_root / snapshot.isoformat() / "reporting.html"
+            path = output_folders.reports_root / snapshot.isoformat() / "report.html"
             path.parent.mkdir(parents=True, exist_ok=True)
             activation.write_atomically(path, reporting.render_report(data).encode("utf-8"))
             written.append(path.resolve())

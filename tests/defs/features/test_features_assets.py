@@ -94,7 +94,7 @@ def materialize(
     path, partition_key: str | None = None, tags: dict | None = None
 ) -> dg.ExecuteInProcessResult:
     result = dg.materialize(
-        feature_assets,
+        [*feature_assets, rfm_scores],
         resources={"duckdb": DuckDBResource(database=str(path))},
         partition_key=partition_key,
         tags=tags,
