@@ -8,9 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from segmentation_platform.defs._lib.jobs import PIPELINE_JOB_NAMES
+from segmentation_platform.defs._lib.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from segmentation_platform.defs._lib.resources import resources_for
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -40,7 +40,7 @@ def run_job(
     keys = partition_keys_within(job.partitions_def, start, end)
     if job.partitions_def is not None and not keys:
         return None, f"no complete partition in {start} .. {end}"
-    tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]} if keys else {}
+    tags = {PARTITION_RANGE_START_TAG: keys[0], PARTITION_RANGE_END_TAG: keys[-1]} if keys else {}
     label = f"{len(keys)} partitions {keys[0]} .. {keys[-1]}" if keys else "unpartitioned"
     return job.execute_in_process(
         instance=instance, tags=tags, run_config=QUIET_LOGS, raise_on_error=False

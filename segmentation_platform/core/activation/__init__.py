@@ -1,4 +1,8 @@
-"""activation: public surface."""
+"""Activation: holdouts, audience selection, consent audit and exports to files and webhooks.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.activation._config import (
     CONFIG_PATH,

@@ -1,4 +1,8 @@
-"""features: public surface."""
+"""Feature store: point-in-time customer features as of a snapshot, and their registry (the feature dictionary).
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.features._store import (
     CONFIG_PATH,

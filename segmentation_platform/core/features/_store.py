@@ -15,7 +15,6 @@ schema and `docs/feature_dictionary.md` are generated from it, and the query's o
 cast to it, so the three cannot drift apart.
 """
 
-import sys
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -32,7 +31,7 @@ from segmentation_platform.contracts import (
     SourceContract,
 )
 from segmentation_platform.core import warehouse
-from segmentation_platform.core.config import ConfigError, read_yaml
+from segmentation_platform.core.config import read_yaml
 from segmentation_platform.core.config._paths import CONFIG_DIR
 from segmentation_platform.core.ingestion import METADATA_COLUMNS
 
@@ -377,7 +376,7 @@ def feature_dictionary_markdown(config: FeatureConfig | None = None) -> str:
     lines = [
         "# Feature dictionary",
         "",
-        "<!-- Generated from segmentation_platform/core/features.py and config/features.yaml:",
+        "<!-- Generated from segmentation_platform/core/features/ and config/features.yaml:",
         "     python -m segmentation_platform.core.features > docs/feature_dictionary.md -->",
         "",
         "Table `features.customer_features`: one row per customer and weekly snapshot, for every",
@@ -737,10 +736,3 @@ def order_coverage(conn: duckdb.DuckDBPyConnection, snapshot_date: date) -> dict
     relation = conn.sql(sql, params={"cutoff": snapshot_cutoff(snapshot_date)})
     (row,) = relation.fetchall()
     return dict(zip(relation.columns, row, strict=True))
-
-
-if __name__ == "__main__":
-    try:
-        sys.stdout.write(feature_dictionary_markdown())
-    except ConfigError as error:
-        sys.exit(str(error))

@@ -1,4 +1,8 @@
-"""identity: public surface."""
+"""Identity resolution: normalize source records, link them (deterministic + Splink), keep customer keys stable, build golden records.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.identity._config import (
     IdentityConfigError,

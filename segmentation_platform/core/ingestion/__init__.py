@@ -1,4 +1,8 @@
-"""ingestion: public surface."""
+"""Ingestion: parse landing files against the source contracts, quarantine bad rows with a reason, great-expectations suites.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.ingestion._expectations import (
     validate_with_contract,

@@ -1,4 +1,8 @@
-"""measurement: public surface."""
+"""Measurement: segment and channel KPIs, migration between segments, lift vs holdout with confidence intervals.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.measurement._kpis import (
     ASSIGNMENTS_TABLE,

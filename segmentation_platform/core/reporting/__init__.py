@@ -1,4 +1,8 @@
-"""reporting: public surface."""
+"""Reporting: the HTML report of a snapshot and its inline SVG charts.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.reporting._charts import (
     bar_chart,

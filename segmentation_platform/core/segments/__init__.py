@@ -1,4 +1,8 @@
-"""segments: public surface."""
+"""Segments: the versioned scheme (YAML), rule-based assignment to action segments, profiles and the scheme changelog.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.segments._scheme import (
     CHANGELOG_TABLE,

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster_duckdb import DuckDBResource
 
 from segmentation_platform import settings
@@ -219,44 +217,41 @@ def _share_deviations(conn, snapshot: dt.date, config: ActivationConfig, frame: 
     return results
 
 
-def _check_keys_of(context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> set[dg.AssetCheckKey]:
-    """Checks defined on the asset, plus any evaluated recently (in-process runs see only part of the graph)."""
-    known = set(context.job_def.asset_layer.asset_graph.asset_check_keys)
-    try:
-        known |= set(context.repository_def.asset_graph.asset_check_keys)
-    except Exception:  # execute_in_process / materialize run without a repository definition
-        pass
-    recent = context.instance.get_event_records(
+def _latest_check_evaluations(context: dg.AssetExecutionContext, asset_key: dg.AssetKey):
+    """Completed evaluations of checks on `asset_key`, newest first, through the public event API."""
+    records = context.instance.get_event_records(
         dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION),
-        limit=1000,
+        limit=10_000,
         ascending=False,
     )
-    for record in recent:
+    for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
-        known.add(dg.AssetCheckKey(evaluation.asset_key, evaluation.check_name))
-    return {key for key in known if key.asset_key == asset_key}
+        if evaluation.asset_key == asset_key:
+            yield record.run_id, evaluation
 
 
 def failed_upstream_checks(context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> list[str]:
     """Checks on `asset_key` whose latest completed evaluation for a partition of this run failed with ERROR.
 
     Blocking checks only stop downstream steps of the *same* run; this catches a failed
-    segment check from an earlier run before anything leaves the warehouse.
+    segment check from an earlier run before anything leaves the warehouse. A check never
+    evaluated for the partition is judged by its latest evaluation overall.
     """
-    check_keys = _check_keys_of(context, asset_key)
-    storage = context.instance.event_log_storage
-    completed = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+    latest_by_partition, latest_overall = {}, {}
+    for run_id, evaluation in _latest_check_evaluations(context, asset_key):
+        latest_overall.setdefault(evaluation.check_name, (run_id, evaluation))
+        if evaluation.partition is not None:
+            latest_by_partition.setdefault(
+                (evaluation.check_name, evaluation.partition), (run_id, evaluation)
+            )
     failures = []
-    for check_key in check_keys:
+    for check_name in latest_overall:
         for partition_key in context.partition_keys:
-            records = storage.get_asset_check_execution_history(
-                check_key, limit=1, status=completed, partition_filter=PartitionKeyFilter(key=partition_key)
-            ) or storage.get_asset_check_execution_history(check_key, limit=1, status=completed)
-            if not records or records[0].status != AssetCheckExecutionRecordStatus.FAILED:
-                continue
-            evaluation = records[0].event.dagster_event.event_specific_data if records[0].event else None
-            if getattr(evaluation, "severity", dg.AssetCheckSeverity.ERROR) == dg.AssetCheckSeverity.ERROR:
-                failures.append(f"{check_key.name} (partition {partition_key}, run {records[0].run_id[:8]})")
+            run_id, evaluation = latest_by_partition.get(
+                (check_name, partition_key), latest_overall[check_name]
+            )
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                failures.append(f"{check_name} (partition {partition_key}, run {run_id[:8]})")
     return sorted(set(failures))
 
 

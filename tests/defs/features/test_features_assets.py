@@ -4,12 +4,12 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_duckdb import DuckDBResource
 
 from segmentation_platform.contracts import CONTRACTS
 from segmentation_platform.core import warehouse
 from segmentation_platform.core.ingestion import METADATA_COLUMNS, raw_table_columns
+from segmentation_platform.defs._lib.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from segmentation_platform.defs.features.assets import customer_features, feature_assets
 from segmentation_platform.defs.models.rfm import rfm_scores
 
@@ -176,7 +176,7 @@ def test_future_rows_change_nothing_for_an_earlier_snapshot(database):
 def test_a_backfill_range_runs_once_and_writes_every_snapshot(database):
     result = materialize(
         database,
-        tags={ASSET_PARTITION_RANGE_START_TAG: "2025-02-10", ASSET_PARTITION_RANGE_END_TAG: PARTITION},
+        tags={PARTITION_RANGE_START_TAG: "2025-02-10", PARTITION_RANGE_END_TAG: PARTITION},
     )
     assert len(result.get_asset_materialization_events()) == 2 * 3
     with duckdb.connect(str(database), read_only=True) as conn:

@@ -1,4 +1,8 @@
-"""churn: public surface."""
+"""Churn propensity: BG/NBD-labelled training examples, a lifelines survival model and a calibrated classifier, champion selection.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.models.churn._model import (
     CLASSIFIER_MODEL,

@@ -1,4 +1,8 @@
-"""clustering: public surface."""
+"""Behavioural clusters: scaled features, k chosen by silhouette, cluster ids kept stable across snapshots.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.models.clustering._kmeans import (
     ASSIGNMENT_COLUMNS,

@@ -1,4 +1,8 @@
-"""clv: public surface."""
+"""CLV: the BG/NBD + Gamma-Gamma fit (`fit_bgnbd`, `fit_gamma_gamma`), predictions and margin-based CLTV per snapshot.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.models.clv._bgnbd import (
     DAYS_PER_MONTH,

@@ -1,4 +1,8 @@
-"""rfm: public surface."""
+"""RFM: quintile scores, RFM codes and the named segment map.
+
+The names below are the public surface (what notebooks, defs and tests import); the private
+modules behind them may change.
+"""
 
 from segmentation_platform.core.models.rfm._scores import (
     CONFIG_PATH,
