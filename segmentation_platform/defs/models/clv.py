@@ -12,7 +12,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from segmentation_platform.core import features, warehouse
-from segmentation_platform.core.models import clv
+from segmentation_platform.core.models import InsufficientHistory, clv
 from segmentation_platform.core.models.registry import ModelRecord, record_models
 from segmentation_platform.defs._lib.metadata import OWNER, column_schema, table_metadata, version_of
 from segmentation_platform.defs._lib.partitions import snapshot_dates, weekly_snapshots
@@ -101,8 +101,8 @@ def clv_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             orders = _orders(conn, snapshot)
             try:
                 result = clv.score_snapshot(orders, snapshot, CLV_CONFIG)
-            except ValueError as error:  # too little history (e.g. no repeat customer yet)
-                too_early.append(f"{snapshot}: {error}")
+            except InsufficientHistory as error:  # e.g. no repeat customer yet
+                too_early.append(f"{snapshot}: {error.reason}")
                 warehouse.replace_partitions(
                     conn, SCORES_TABLE, _empty_scores(), "snapshot_date", [snapshot], columns=_sql_types()
                 )
@@ -237,8 +237,8 @@ def clv_validation(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
             orders = _orders(conn, snapshot)
             try:
                 calibration = clv.calibrate(orders, snapshot, CLV_CONFIG)
-            except ValueError as error:  # no complete holdout window yet: the snapshot has no deciles
-                skipped.append(f"{snapshot}: {error}")
+            except InsufficientHistory as error:  # no complete holdout window yet: no deciles
+                skipped.append(f"{snapshot}: {error.reason}")
                 warehouse.replace_partitions(
                     conn,
                     VALIDATION_TABLE,

@@ -14,6 +14,7 @@ import polars as pl
 
 from segmentation_platform.core.config import read_yaml
 from segmentation_platform.core.config._paths import CONFIG_DIR
+from segmentation_platform.core.models._history import InsufficientHistory
 from segmentation_platform.core.models.clv import _bgnbd as clv
 
 CONFIG_PATH = CONFIG_DIR / "clv.yaml"
@@ -53,21 +54,28 @@ def load_clv_config(path: Path | str = CONFIG_PATH) -> ClvConfig:
 
 
 def _fit(summary: pl.DataFrame, config: ClvConfig, value_col: str, **kwargs) -> clv.CLVResult:
-    """Refuse to fit on too little history: a handful of repeat buyers gives degenerate parameters."""
+    """Refuse to fit on too little history: a handful of repeat buyers gives degenerate parameters.
+
+    Raises `InsufficientHistory` (a state the asset records, not an error); anything else is a bug."""
     repeaters = summary.filter(pl.col("frequency") > 0).height
     if repeaters < config.min_repeat_customers:
-        raise ValueError(
+        raise InsufficientHistory(
+            "clv",
             f"only {repeaters} repeat customers before the snapshot (min_repeat_customers = "
-            f"{config.min_repeat_customers}): too little history to fit"
+            f"{config.min_repeat_customers}): too little history to fit",
         )
-    result = clv.fit_clv(summary, value_col=value_col, penalizer=config.penalizer, **kwargs)
+    try:
+        result = clv.fit_clv(summary, value_col=value_col, penalizer=config.penalizer, **kwargs)
+    except ValueError as error:  # a fit that cannot run or converge on this little history
+        raise InsufficientHistory("clv", f"{error}: too little history to fit") from error
     if (
         not (result.bgnbd.converged and result.gamma_gamma.converged)
         or not result.scores["cltv"].is_finite().all()
     ):
-        raise ValueError(
+        raise InsufficientHistory(
+            "clv",
             f"degenerate fit on {repeaters} repeat customers (BG/NBD: {result.bgnbd.message}; "
-            f"Gamma-Gamma: {result.gamma_gamma.message}): too little history to fit"
+            f"Gamma-Gamma: {result.gamma_gamma.message}): too little history to fit",
         )
     return result
 
