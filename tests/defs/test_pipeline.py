@@ -68,3 +68,18 @@ def test_rerunning_identity_changes_no_table(pipeline_world):
     after = checksums(platform.warehouse)
     assert [name for name in before if after.get(name) != before[name]] == []
     assert after == before
+
+
+def test_clv_tables_are_exactly_their_declared_schema(pipeline_world):
+    """One declaration per table: the table written, and the asset's column schema in the UI."""
+    from segmentation_platform.core.models.clv import CLV_SCORES_SCHEMA, CLV_VALIDATION_SCHEMA
+    from segmentation_platform.core.warehouse import column_types
+    from segmentation_platform.defs.models.clv import clv_scores, clv_validation
+
+    with duckdb.connect(str(pipeline_world.platform.warehouse), read_only=True) as conn:
+        for schema, asset in ((CLV_SCORES_SCHEMA, clv_scores), (CLV_VALIDATION_SCHEMA, clv_validation)):
+            assert list(column_types(conn, schema.table).items()) == list(schema.sql_columns.items())
+            shown = next(iter(asset.specs)).metadata["dagster/column_schema"].columns
+            assert [(c.name, c.type, c.description) for c in shown] == [
+                (c.name, c.sql_type, c.description) for c in schema.columns
+            ]

@@ -11,41 +11,21 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from segmentation_platform.contracts import POS_TRANSACTIONS, WEB_ORDERS
 from segmentation_platform.core import features, warehouse
 from segmentation_platform.core.models import InsufficientHistory, clv
 from segmentation_platform.core.models.registry import ModelRecord, record_models
-from segmentation_platform.defs._lib.metadata import OWNER, column_schema, table_metadata, version_of
+from segmentation_platform.defs._lib.keys import CLV_SCORES_KEY, CLV_VALIDATION_KEY, raw_key
+from segmentation_platform.defs._lib.metadata import OWNER, schema_metadata, version_of
 from segmentation_platform.defs._lib.partitions import snapshot_dates, weekly_snapshots
 from segmentation_platform.defs.features.assets import KEY_MAP_KEY
 
 CLV_LOGIC_VERSION = "1"
 CLV_CONFIG = clv.load_clv_config()
-SCORES_KEY = dg.AssetKey(["models", "clv_scores"])
-VALIDATION_KEY = dg.AssetKey(["models", "clv_validation"])
-SCORES_TABLE = "models.clv_scores"
-VALIDATION_TABLE = "models.clv_validation"
-ORDER_SOURCES = [dg.AssetKey(["raw", "web_orders"]), dg.AssetKey(["raw", "pos_transactions"])]
+SCORES_KEY, VALIDATION_KEY = CLV_SCORES_KEY, CLV_VALIDATION_KEY
+SCORES_TABLE, VALIDATION_TABLE = clv.CLV_SCORES_SCHEMA.table, clv.CLV_VALIDATION_SCHEMA.table
+ORDER_SOURCES = [raw_key(WEB_ORDERS.name), raw_key(POS_TRANSACTIONS.name)]
 
-SCORE_COLUMNS = {
-    "snapshot_date": ("DATE", "Snapshot (as of 00:00 on this date)"),
-    "customer_key": ("VARCHAR", "Customer"),
-    "frequency": ("DOUBLE", "Repeat purchase days before the snapshot (x)"),
-    "recency": ("DOUBLE", "Days from first to last purchase day (t_x)"),
-    "T": ("DOUBLE", "Days from first purchase day to the snapshot's last day"),
-    "p_alive": ("DOUBLE", "Probability the customer is still active (BG/NBD)"),
-    "expected_purchases": ("DOUBLE", "Expected purchase days over the CLTV horizon"),
-    "expected_value_per_order": ("DOUBLE", "Expected margin (or revenue) per order (Gamma-Gamma)"),
-    "cltv": ("DOUBLE", "Discounted expected margin (or revenue) over the horizon, in money"),
-    "value_basis": ("VARCHAR", "margin or revenue: what cltv is measured in"),
-}
-VALIDATION_COLUMNS = {
-    "snapshot_date": ("DATE", "Snapshot the validation belongs to"),
-    "decile": ("INTEGER", "Decile of predicted holdout purchases (1 = highest)"),
-    "customers": ("BIGINT", "Customers in the decile"),
-    "predicted_purchases_mean": ("DOUBLE", "Mean predicted purchase days in the holdout"),
-    "actual_purchases_mean": ("DOUBLE", "Mean actual purchase days in the holdout"),
-    "actual_revenue_mean": ("DOUBLE", "Mean actual revenue in the holdout"),
-}
 SANE_PARAMETERS_CHECK = "fitted_parameters_are_finite_and_positive"
 code_version = version_of(CLV_LOGIC_VERSION, CLV_CONFIG)
 # Both CLTV assets: weekly snapshots over the same orders, written one snapshot at a time.
@@ -81,7 +61,7 @@ def _orders(conn, snapshot) -> pl.DataFrame:
         "are recorded in models.registry."
     ),
     **_SNAPSHOT_MODEL,
-    metadata=table_metadata(SCORES_TABLE, column_schema(SCORE_COLUMNS)),
+    metadata=schema_metadata(clv.CLV_SCORES_SCHEMA),
     tags={"layer": "models"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -202,7 +182,7 @@ def clv_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
 
 
 def _sql_types() -> dict[str, str]:
-    return {name: sql_type for name, (sql_type, _) in SCORE_COLUMNS.items()}
+    return clv.CLV_SCORES_SCHEMA.sql_columns
 
 
 def _empty_scores():
@@ -225,12 +205,12 @@ def _empty_scores():
         "MAE, Spearman rank correlation (metadata and models.registry) and a decile table (this table)."
     ),
     **_SNAPSHOT_MODEL,
-    metadata=table_metadata(VALIDATION_TABLE, column_schema(VALIDATION_COLUMNS)),
+    metadata=schema_metadata(clv.CLV_VALIDATION_SCHEMA),
     tags={"layer": "models"},
 )
 def clv_validation(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     dates = snapshot_dates(context)
-    types = {name: sql_type for name, (sql_type, _) in VALIDATION_COLUMNS.items()}
+    types = clv.CLV_VALIDATION_SCHEMA.sql_columns
     latest, skipped, written = None, [], 0
     with duckdb.get_connection() as conn:
         for snapshot in dates:

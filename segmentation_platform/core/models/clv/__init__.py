@@ -30,8 +30,11 @@ from segmentation_platform.core.models.clv._snapshot import (
     load_clv_config,
     score_snapshot,
 )
+from segmentation_platform.core.models.clv._tables import CLV_SCORES_SCHEMA, CLV_VALIDATION_SCHEMA
 
 __all__ = [
+    "CLV_SCORES_SCHEMA",
+    "CLV_VALIDATION_SCHEMA",
     "BGNBDFit",
     "BGNBDParams",
     "DAYS_PER_MONTH",
