@@ -3,6 +3,7 @@
 import dagster as dg
 
 from segmentation_platform.defs._lib.automation import automation_definitions
+from segmentation_platform.defs._lib.config import PlatformConfig, platform_config_from_settings
 from segmentation_platform.defs._lib.resources import resources_for
 from segmentation_platform.defs.activation import definitions as activation
 from segmentation_platform.defs.features import definitions as features
@@ -12,23 +13,20 @@ from segmentation_platform.defs.measurement import definitions as measurement
 from segmentation_platform.defs.models import definitions as models
 from segmentation_platform.defs.segments import definitions as segments
 
-# Modules, not their Definitions objects: Dagster allows one Definitions at module scope.
-GROUPS = [
-    ingestion.defs,
-    identity.defs,
-    features.defs,
-    models.defs,
-    segments.defs,
-    activation.defs,
-    measurement.defs,
-]
+# Each group module's `build_defs(config)` makes its Definitions from the config it is given.
+GROUPS = [ingestion, identity, features, models, segments, activation, measurement]
 
 
-def build_definitions(resources: dict) -> dg.Definitions:
-    assets = dg.Definitions.merge(*GROUPS)
+def _group_defs(group, config: PlatformConfig) -> dg.Definitions:
+    # TRANSITION(issue 14): groups move from a module-level `defs` to `build_defs(config)`.
+    return group.build_defs(config) if hasattr(group, "build_defs") else group.defs
+
+
+def build_definitions(config: PlatformConfig, resources: dict) -> dg.Definitions:
+    assets = dg.Definitions.merge(*(_group_defs(group, config) for group in GROUPS))
     return dg.Definitions.merge(
         assets, automation_definitions(list(assets.assets)), dg.Definitions(resources=resources)
     )
 
 
-defs = build_definitions(resources_for())
+defs = build_definitions(platform_config_from_settings(), resources_for())

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from segmentation_platform.defs._lib.config import platform_config_from_settings
 from segmentation_platform.defs._lib.jobs import PIPELINE_JOB_NAMES
 from segmentation_platform.defs._lib.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from segmentation_platform.defs._lib.resources import resources_for
@@ -53,7 +54,7 @@ def run_pipeline(
     """Run every pipeline job over the partitions the data covers; one run per job, stop at a failure."""
     from segmentation_platform.definitions import build_definitions
 
-    defs = build_definitions(resources_for(data_dir))
+    defs = build_definitions(platform_config_from_settings(), resources_for(data_dir))
     results = []
     for job_name in PIPELINE_JOB_NAMES:
         echo(f"- {job_name} ...")

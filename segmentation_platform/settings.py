@@ -12,3 +12,7 @@ from pathlib import Path
 DATA_DIR = Path(os.environ.get("SEGMENTATION_DATA_DIR", "data"))
 # First day of the daily ingestion partitions and of the weekly snapshots.
 PARTITIONS_START = date.fromisoformat(os.environ.get("SEGMENTATION_START_DATE", "2025-01-01"))
+# Governance configs that may live outside the package (a reviewed copy, a test's variant);
+# unset means the packaged file. Read here only: defs/_lib/config.py passes them on.
+SEGMENT_SCHEME_PATH = os.environ.get("SEGMENTATION_SEGMENT_SCHEME") or None
+DESTINATIONS_PATH = os.environ.get("SEGMENTATION_DESTINATIONS_CONFIG") or None

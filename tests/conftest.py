@@ -5,6 +5,7 @@ import dagster as dg
 import pytest
 
 from segmentation_platform.definitions import build_definitions
+from segmentation_platform.defs._lib.config import platform_config_from_settings
 from segmentation_platform.defs._lib.resources import resources_for
 from segmentation_platform.demo import failure_messages, run_job
 from segmentation_platform.synthetic.generator import generate
@@ -49,7 +50,7 @@ class Platform:
 
     def __init__(self, data_dir: Path, start: date, end: date):
         self.data_dir, self.start, self.end = data_dir, start, end
-        self.defs = build_definitions(resources_for(data_dir))
+        self.defs = build_definitions(platform_config_from_settings(), resources_for(data_dir))
         self.instance = dg.DagsterInstance.ephemeral()
 
     @property

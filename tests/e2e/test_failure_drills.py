@@ -21,6 +21,7 @@ import pytest
 
 from segmentation_platform.contracts import CONTRACTS
 from segmentation_platform.definitions import build_definitions
+from segmentation_platform.defs._lib.config import platform_config_from_settings
 from segmentation_platform.defs._lib.jobs import DAILY_INGESTION
 from segmentation_platform.defs._lib.resources import resources_for
 from segmentation_platform.demo import failure_messages, run_job
@@ -41,7 +42,7 @@ class Drill:
             (data_dir / "landing" / folder.name).mkdir(parents=True)
             for day in DAYS:
                 shutil.copy(folder / f"{day}.csv", data_dir / "landing" / folder.name / f"{day}.csv")
-        self.defs = build_definitions(resources_for(data_dir))
+        self.defs = build_definitions(platform_config_from_settings(), resources_for(data_dir))
 
     def landing(self, source: str, day: date) -> Path:
         return self.data_dir / "landing" / source / f"{day}.csv"

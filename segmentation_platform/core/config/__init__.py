@@ -5,6 +5,7 @@ from segmentation_platform.core.config._located import (
     LocatedDict,
     Section,
     load_located_yaml,
+    read_config,
 )
 from segmentation_platform.core.config._paths import CONFIG_DIR
 from segmentation_platform.core.config._sections import (
@@ -19,5 +20,6 @@ __all__ = [
     "LocatedDict",
     "Section",
     "load_located_yaml",
+    "read_config",
     "read_yaml",
 ]

@@ -56,6 +56,21 @@ def load_located_yaml(text: str, file: str | Path) -> Any:
         loader.dispose()
 
 
+def read_config(path: str | Path) -> "Section":
+    """The top-level mapping of a config file as a `Section`: the one way a loader opens YAML."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(path, None, f"cannot read file ({error.strerror})") from error
+    data = load_located_yaml(text, path)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            path, getattr(data, "line", None), "expected a mapping of keys to values at the top level"
+        )
+    return Section(data, path, "")
+
+
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, file) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
