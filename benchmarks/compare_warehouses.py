@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from segmentation_platform.core.warehouse import column_types, quote, table_ref
+from segmentation_platform.core.warehouse import column_types, quote, table_checksum, table_ref
 
 DATA_ENDS_BEFORE = datetime(2026, 1, 1)
 ALWAYS_VOLATILE = {"export_id"}
@@ -47,26 +47,22 @@ def run_time_columns(conn, table: str) -> set[str]:
     return stamped
 
 
-def _value_sql(column: str, sql_type: str, data_dir: str) -> str:
-    value = quote(column)
-    if sql_type in ("DOUBLE", "FLOAT", "REAL"):
-        # 12 significant digits: what a user reads; the 16th differs with DuckDB's summation order.
-        value = f"CASE WHEN {value} = 0 OR NOT isfinite({value}) THEN CAST({value} AS VARCHAR) ELSE printf('%.11e', {value}) END"
-    elif sql_type == "VARCHAR":
-        value = f"replace({value}, '{data_dir}', '<data>')"
-    return f"coalesce(CAST({value} AS VARCHAR), '<null>')"
+def _normalised(data_dir: str):
+    def value_sql(value: str, sql_type: str) -> str:
+        if sql_type in ("DOUBLE", "FLOAT", "REAL"):
+            # 12 significant digits: what a user reads; the 16th differs with DuckDB's summation order.
+            return f"CASE WHEN {value} = 0 OR NOT isfinite({value}) THEN CAST({value} AS VARCHAR) ELSE printf('%.11e', {value}) END"
+        if sql_type == "VARCHAR":
+            return f"replace({value}, '{data_dir}', '<data>')"
+        return value
+
+    return value_sql
 
 
 def fingerprint(conn, table: str, exclude: set[str], data_dir: str = "") -> tuple[int, str]:
-    """(rows, order-independent md5 over the sorted columns not excluded)."""
-    types = column_types(conn, table)
-    columns = sorted(c for c in types if c not in exclude)
-    row = " || '|' || ".join(_value_sql(c, types[c], data_dir) for c in columns) or "''"
-    rows, digest = conn.execute(
-        f"SELECT count(*), coalesce(md5(string_agg(r, chr(10) ORDER BY r)), '') "
-        f"FROM (SELECT {row} AS r FROM {table_ref(table)})"
-    ).fetchall()[0]
-    return rows, digest
+    """(rows, order-independent md5 over the columns not excluded, doubles and paths normalised)."""
+    rows, digest = table_checksum(conn, table, exclude, value_sql=_normalised(data_dir)).split(":", 1)
+    return int(rows), digest
 
 
 def compare(before: Path, after: Path) -> dict:

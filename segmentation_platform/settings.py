@@ -16,3 +16,6 @@ PARTITIONS_START = date.fromisoformat(os.environ.get("SEGMENTATION_START_DATE", 
 # unset means the packaged file. Read here only: defs/_lib/config.py passes them on.
 SEGMENT_SCHEME_PATH = os.environ.get("SEGMENTATION_SEGMENT_SCHEME") or None
 DESTINATIONS_PATH = os.environ.get("SEGMENTATION_DESTINATIONS_CONFIG") or None
+# Where the UI's source links point (a hosted repository); unset means local files.
+GIT_URL = os.environ.get("SEGMENTATION_GIT_URL") or None
+GIT_BRANCH = os.environ.get("SEGMENTATION_GIT_BRANCH", "main")

@@ -6,7 +6,7 @@ column) lands correctly. Partitioned tables are replaced partition by partition 
 one transaction, which makes every re-run idempotent.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import duckdb
 
@@ -125,11 +125,25 @@ def count_by(conn: duckdb.DuckDBPyConnection, table: str, column: str, values: S
 
 
 def table_checksum(
-    conn: duckdb.DuckDBPyConnection, table: str, exclude: Sequence[str] = ("_loaded_at",)
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    exclude: Iterable[str] = ("_loaded_at",),
+    value_sql: Callable[[str, str], str] | None = None,
 ) -> str:
-    """Order-independent content hash of a table, for proving that a re-run changed nothing."""
-    columns = [c for c in table_columns(conn, table) if c not in exclude]
-    row = " || '|' || ".join(f"coalesce(CAST({quote(c)} AS VARCHAR), '<null>')" for c in columns)
+    """`rows:md5`, an order-independent content hash of a table, for proving that a re-run (or a
+    refactor) changed nothing. Columns are hashed by name, so a reordered table hashes the same;
+    `value_sql(quoted_column, sql_type)` may normalise what is hashed (e.g. round doubles)."""
+    types = column_types(conn, table)
+    excluded = set(exclude)
+    as_text = value_sql or (lambda column, _type: column)
+    row = (
+        " || '|' || ".join(
+            f"coalesce(CAST({as_text(quote(c), types[c])} AS VARCHAR), '<null>')"
+            for c in sorted(types)
+            if c not in excluded
+        )
+        or "''"
+    )
     return conn.execute(
         f"SELECT count(*) || ':' || coalesce(md5(string_agg(r, chr(10) ORDER BY r)), '') "
         f"FROM (SELECT {row} AS r FROM {table_ref(table)})"
