@@ -157,7 +157,14 @@ class Section:
                 name if name in self.data else None, f"{self.key(name)} must be {kind}, got {value!r}"
             )
         if (low is not None and value < low) or (high is not None and value > high):
-            raise self.error(name, f"{self.key(name)} must lie in [{low}, {high}], got {value!r}")
+            bound = (
+                f"lie in [{low}, {high}]"
+                if low is not None and high is not None
+                else f"be at least {low}"
+                if low is not None
+                else f"be at most {high}"
+            )
+            raise self.error(name, f"{self.key(name)} must {bound}, got {value!r}")
         return value
 
     def flag(self, name: str, default: bool | None = None) -> bool:

@@ -10,29 +10,6 @@ import duckdb
 
 from segmentation_platform.core.identity._config import IdentityConfig
 
-CUSTOMER_COLUMNS = {
-    "customer_key": "VARCHAR",
-    "first_name": "VARCHAR",
-    "last_name": "VARCHAR",
-    "birth_date": "DATE",
-    "email": "VARCHAR",
-    "phone": "VARCHAR",
-    "address": "VARCHAR",
-    "postcode": "VARCHAR",
-    "first_seen_at": "TIMESTAMP",
-    "last_seen_at": "TIMESTAMP",
-    "sources": "VARCHAR",
-    "n_sources": "BIGINT",
-    "n_records": "BIGINT",
-    "email_consent": "BOOLEAN",
-    "sms_consent": "BOOLEAN",
-    "consent_updated_at": "TIMESTAMP",
-    "email_unsubscribed": "BOOLEAN",
-    "email_marketable": "BOOLEAN",
-    "sms_marketable": "BOOLEAN",
-    "is_review_flagged": "BOOLEAN",
-}
-
 # Golden field -> (value shown, column that decides whether the record has it).
 _FIELD_VALUES = {
     "first_name": ("trim(r.display_first_name)", "r.first_name"),

@@ -36,17 +36,6 @@ CASE
 END
 """
 
-LINK_COLUMNS = {
-    "record_id_l": "BIGINT",
-    "record_id_r": "BIGINT",
-    "link_type": "VARCHAR",
-    "match_probability": "DOUBLE",
-    "match_weight": "DOUBLE",
-    "accepted": "BOOLEAN",
-    "refused_by_guard": "BOOLEAN",
-    "evidence": "VARCHAR",
-}
-
 
 def dates_compatible_sql(a: str, b: str, typo_edits: int) -> str:
     """Same birth date give or take a typo or a day/month swap (01/02 vs 02/01)."""

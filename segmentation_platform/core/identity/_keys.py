@@ -26,25 +26,6 @@ import pyarrow as pa
 from segmentation_platform.core.identity._config import IdentityConfig
 from segmentation_platform.core.identity._records import arrow_to_table
 
-KEY_MAP_COLUMNS = {
-    "source": "VARCHAR",
-    "source_id": "VARCHAR",
-    "customer_key": "VARCHAR",
-    "record_id": "BIGINT",
-    "assigned_at": "TIMESTAMP",
-}
-
-CHANGELOG_COLUMNS = {
-    "changed_at": "TIMESTAMP",
-    "change_type": "VARCHAR",
-    "customer_key": "VARCHAR",
-    "previous_keys": "VARCHAR[]",
-    "retired_keys": "VARCHAR[]",
-    "n_records": "BIGINT",
-    "n_records_moved": "BIGINT",
-    "evidence": "VARCHAR",
-}
-
 
 def key_sequence_sql(expr: str, prefix: str) -> str:
     return f"TRY_CAST(CASE WHEN starts_with({expr}, '{prefix}') THEN substr({expr}, {len(prefix) + 1}) END AS BIGINT)"

@@ -40,22 +40,6 @@ SPLINK_INPUT_COLUMNS = (
 # to learn from) when the warehouse holds no model of its own yet.
 DEFAULT_MODEL_PATH = CONFIG_DIR / "identity_model.json"
 
-MATCH_WEIGHT_COLUMNS = {
-    "model_version": "VARCHAR",
-    "comparison": "VARCHAR",
-    "comparison_sort_order": "INTEGER",
-    "comparison_vector_value": "INTEGER",
-    "level": "VARCHAR",
-    "sql_condition": "VARCHAR",
-    "is_null_level": "BOOLEAN",
-    "m_probability": "DOUBLE",
-    "u_probability": "DOUBLE",
-    "bayes_factor": "DOUBLE",
-    "match_weight": "DOUBLE",
-    "has_tf_adjustments": "BOOLEAN",
-    "tf_adjustment_column": "VARCHAR",
-}
-
 
 @dataclass
 class LinkageModel:
@@ -63,17 +47,37 @@ class LinkageModel:
 
     settings_json: str
     version: str
-    # One dict per comparison level (plus the prior), keys = MATCH_WEIGHT_COLUMNS.
+    # One dict per comparison level (plus the prior), keys = IDENTITY_MATCH_WEIGHTS_SCHEMA.names.
     match_weights: list[dict[str, Any]]
     trained: bool
     training_notes: list[str] = field(default_factory=list)
 
 
 def comparisons(config: IdentityConfig) -> list:
+    """The configured comparisons, hand-built on purpose.
+
+    splink.comparison_library's JaroWinklerAtThresholds and ExactMatch give the same levels as
+    last_name, email and phone here, but Splink 5.0 writes a comparison's class name into the
+    settings JSON as its description (it ignores `comparison_description`: every comparison
+    below is stored as "CustomComparison"), so switching would change every model version.
+    """
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
     tf = set(config.probabilistic.term_frequency_adjustments)
+    similarity = config.probabilistic.name_similarity_thresholds
+
+    def exact_or_else(column: str, description: str):
+        return cl.CustomComparison(
+            output_column_name=column,
+            comparison_description=description,
+            comparison_levels=[
+                cll.NullLevel(column),
+                cll.ExactMatchLevel(column, term_frequency_adjustments=column in tf),
+                cll.ElseLevel(),
+            ],
+        )
+
     built = {
         "first_name": cl.CustomComparison(
             output_column_name="first_name",
@@ -82,8 +86,7 @@ def comparisons(config: IdentityConfig) -> list:
                 cll.NullLevel("first_name"),
                 cll.ExactMatchLevel("first_name", term_frequency_adjustments="first_name" in tf),
                 cll.ArrayIntersectLevel("first_name_forms", 1).configure(label_for_charts="Nickname match"),
-                cll.JaroWinklerLevel("first_name", 0.92),
-                cll.JaroWinklerLevel("first_name", 0.80),
+                *(cll.JaroWinklerLevel("first_name", threshold) for threshold in similarity),
                 cll.ElseLevel(),
             ],
         ),
@@ -93,8 +96,7 @@ def comparisons(config: IdentityConfig) -> list:
             comparison_levels=[
                 cll.NullLevel("last_name"),
                 cll.ExactMatchLevel("last_name", term_frequency_adjustments="last_name" in tf),
-                cll.JaroWinklerLevel("last_name", 0.92),
-                cll.JaroWinklerLevel("last_name", 0.80),
+                *(cll.JaroWinklerLevel("last_name", threshold) for threshold in similarity),
                 cll.ElseLevel(),
             ],
         ),
@@ -138,24 +140,8 @@ def comparisons(config: IdentityConfig) -> list:
         # Exact address only: mailbox names are mostly built from the person's name
         # (john.smith@...), so "same mailbox at another provider" would count the name twice
         # and join namesakes.
-        "email": cl.CustomComparison(
-            output_column_name="email",
-            comparison_description="Email address",
-            comparison_levels=[
-                cll.NullLevel("email"),
-                cll.ExactMatchLevel("email", term_frequency_adjustments="email" in tf),
-                cll.ElseLevel(),
-            ],
-        ),
-        "phone": cl.CustomComparison(
-            output_column_name="phone",
-            comparison_description="Phone (E.164)",
-            comparison_levels=[
-                cll.NullLevel("phone"),
-                cll.ExactMatchLevel("phone", term_frequency_adjustments="phone" in tf),
-                cll.ElseLevel(),
-            ],
-        ),
+        "email": exact_or_else("email", "Email address"),
+        "phone": exact_or_else("phone", "Phone (E.164)"),
     }
     return [built[name] for name in config.probabilistic.comparisons]
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import duckdb
 
+from segmentation_platform.core.warehouse import tables
+
 
 @dataclass
 class CheckResult:
@@ -41,7 +43,7 @@ class _Relation:
 
 
 def check_every_record_has_one_key(
-    conn: duckdb.DuckDBPyConnection, records="identity.records", key_map="identity.customer_key_map"
+    conn: duckdb.DuckDBPyConnection, records=tables.IDENTITY_RECORDS, key_map=tables.CUSTOMER_KEY_MAP
 ) -> CheckResult:
     """Every source record maps to exactly one customer key, and the map holds nothing else."""
     with _Relation(conn, records, "_check_records") as r, _Relation(conn, key_map, "_check_key_map") as m:
@@ -72,7 +74,7 @@ def check_every_record_has_one_key(
 
 
 def check_cluster_size_cap(
-    conn: duckdb.DuckDBPyConnection, max_cluster_size: int, key_map="identity.customer_key_map"
+    conn: duckdb.DuckDBPyConnection, max_cluster_size: int, key_map=tables.CUSTOMER_KEY_MAP
 ) -> CheckResult:
     with _Relation(conn, key_map, "_check_key_map") as m:
         largest, over = conn.execute(
@@ -86,6 +88,37 @@ def check_cluster_size_cap(
         passed=over == 0,
         counts={"largest_customer_records": largest, "customers_over_cap": over, "cap": max_cluster_size},
         description=f"no customer holds more than {max_cluster_size} source records",
+    )
+
+
+def check_keys_stable_unless_logged(
+    conn: duckdb.DuckDBPyConnection,
+    previous,
+    changed_at,
+    key_map=tables.CUSTOMER_KEY_MAP,
+    changelog=tables.IDENTITY_CHANGELOG,
+) -> CheckResult:
+    """A record that had a key before keeps it unless the run of `changed_at` logged the
+    merge, split or new key that moved it (`previous`: the key map before that run)."""
+    with _Relation(conn, previous, "_previous_key_map") as p:
+        unexplained = conn.execute(
+            f"""
+            SELECT count(*)
+            FROM {p} p
+            JOIN {key_map} c USING (source, source_id)
+            WHERE p.customer_key <> c.customer_key
+              AND c.customer_key NOT IN (
+                  SELECT customer_key FROM {changelog}
+                  WHERE changed_at = ? AND change_type IN ('merge', 'split', 'new')
+              )
+            """,
+            [changed_at],
+        ).fetchall()[0][0]
+    return CheckResult(
+        name="keys_stable_unless_logged",
+        passed=unexplained == 0,
+        counts={"records_changed_without_logged_merge_or_split": unexplained},
+        description="every key change of a known record is logged in the changelog",
     )
 
 

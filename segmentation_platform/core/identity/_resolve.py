@@ -3,42 +3,17 @@
 Entry point: `resolve_identities(conn, ...)`. It reads the raw warehouse tables
 (`raw.web_orders`, `raw.pos_transactions`, `raw.crm_contacts`, `raw.support_tickets`,
 `raw.email_events`; any may be absent) and WRITES its outputs itself into schema
-`identity` (configurable) of the same DuckDB connection, in one transaction at the end,
-so a failed run leaves the previous outputs intact. It returns an `IdentityResult` with
-the table names, the model artefact and run metrics. Intermediate tables live in an
-in-memory catalog attached for the run (`identity_scratch`) and never touch the file.
+`identity` of the same DuckDB connection, in one transaction at the end, so a failed run
+leaves the previous outputs intact. It returns an `IdentityResult` with the table names,
+the model artefact and run metrics. Intermediate tables live in an in-memory catalog
+attached for the run (`identity_scratch`) and never touch the file.
 
-Output tables (all replaced on each run unless noted):
-
-- `identity.records` — one row per (source, source_id) person record, normalized:
-  record_id (per run), source, source_id, first_name, first_name_forms, last_name,
-  email, email_local, phone (E.164), address, postcode, birth_date, loyalty_id,
-  display_first_name, display_last_name, display_address, first_seen_at, last_seen_at,
-  n_source_rows, email_consent, sms_consent, consent_updated_at, email_unsubscribed,
-  customer_key.
-- `identity.links` — evidence between records: source_l, source_id_l, source_r,
-  source_id_r, record_id_l, record_id_r, link_type (email | phone | loyalty_id |
-  xref:<source>.<column> | probabilistic), match_probability (1 for deterministic),
-  match_weight, accepted, refused_by_guard, evidence (comparison levels for scored pairs:
-  look them up in `identity.match_weights`), model_version.
-- `identity.customer_key_map` — source, source_id, customer_key, assigned_at (when the
-  record got its current key).
-- `identity.changelog` — APPENDED: changed_at, change_type (new | merge | split |
-  retire), customer_key, previous_keys, retired_keys, n_records, n_records_moved,
-  evidence (JSON).
-- `identity.customers` — golden record per customer_key (see identity_golden).
-- `identity.review_flags` — over-merge guard actions: flagged_at, customer_key, reason,
-  needs_review, original_cluster_size, n_records, refused_links, refused_link_types.
-- `identity.identifiers` — every normalized email / phone / loyalty id a record carried
-  (history included): source, source_id, id_type, value, n_records_sharing, is_hub,
-  is_ambiguous (why a shared value linked nothing).
-- `identity.model` — APPENDED per new model version: model_version, created_at,
-  config_version, trained, n_input_records, settings_json, notes.
-- `identity.match_weights` — APPENDED per new model version: per comparison level m, u,
-  Bayes factor and match weight (log2), the chart data a reviewer reads.
+The output tables and their columns are declared in `_tables.py` (`TABLE_SCHEMAS`); each
+is written exactly as declared. All are replaced on each run except `identity.changelog`,
+`identity.model` and `identity.match_weights`, which are appended to.
 
 The key map of the previous run is read from `identity.customer_key_map` (or passed in),
-which is what keeps keys stable; see identity_keys for the rules.
+which is what keeps keys stable; see `_keys` for the rules.
 """
 
 import datetime as dt
@@ -50,122 +25,42 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from segmentation_platform.core.identity._config import (
-    IdentityConfig,
-    IdentityConfigError,
-    load_identity_config,
-)
-from segmentation_platform.core.identity._golden import CUSTOMER_COLUMNS, build_customers
-from segmentation_platform.core.identity._graph import (
-    LINK_COLUMNS,
-    build_links,
-    cluster_records,
-    find_shared_identifiers,
-)
-from segmentation_platform.core.identity._keys import (
-    CHANGELOG_COLUMNS,
-    KEY_MAP_COLUMNS,
-    assign_keys,
-    highest_issued_sequence,
-)
-from segmentation_platform.core.identity._model import MATCH_WEIGHT_COLUMNS, LinkageModel, score_pairs
+from segmentation_platform.core.identity._config import IdentityConfig, load_identity_config
+from segmentation_platform.core.identity._golden import build_customers
+from segmentation_platform.core.identity._graph import build_links, cluster_records, find_shared_identifiers
+from segmentation_platform.core.identity._keys import assign_keys, highest_issued_sequence
+from segmentation_platform.core.identity._model import LinkageModel, score_pairs
 from segmentation_platform.core.identity._quality import (
     CheckResult,
     check_cluster_size_cap,
     check_every_record_has_one_key,
-    clustering_accuracy,
-    compare_key_maps,
 )
-from segmentation_platform.core.identity._records import (
-    RECORD_COLUMNS,
-    arrow_to_table,
-    build_records,
-    email_local_part,
-    first_name_forms,
-    normalize_address,
-    normalize_email,
-    normalize_name,
-    normalize_phone,
-    normalize_postcode,
+from segmentation_platform.core.identity._records import arrow_to_table, build_records
+from segmentation_platform.core.identity._tables import (
+    CUSTOMER_KEY_MAP_SCHEMA,
+    CUSTOMERS_SCHEMA,
+    IDENTITY_CHANGELOG_SCHEMA,
+    IDENTITY_IDENTIFIERS_SCHEMA,
+    IDENTITY_LINKS_SCHEMA,
+    IDENTITY_MATCH_WEIGHTS_SCHEMA,
+    IDENTITY_MODEL_SCHEMA,
+    IDENTITY_RECORDS_SCHEMA,
+    IDENTITY_REVIEW_FLAGS_SCHEMA,
+    TABLE_SCHEMAS,
 )
-
-__all__ = [
-    "CheckResult",
-    "IdentityConfig",
-    "IdentityConfigError",
-    "IdentityResult",
-    "OUTPUT_TABLES",
-    "first_name_forms",
-    "check_cluster_size_cap",
-    "check_every_record_has_one_key",
-    "clustering_accuracy",
-    "compare_key_maps",
-    "email_local_part",
-    "load_identity_config",
-    "normalize_address",
-    "normalize_email",
-    "normalize_name",
-    "normalize_phone",
-    "normalize_postcode",
-    "resolve_identities",
-]
+from segmentation_platform.core.warehouse import TableSchema, quote, tables
 
 SCRATCH = "identity_scratch"
 USE_WAREHOUSE_KEY_MAP = "warehouse"
-
-REVIEW_FLAG_COLUMNS = {
-    "flagged_at": "TIMESTAMP",
-    "customer_key": "VARCHAR",
-    "reason": "VARCHAR",
-    "needs_review": "BOOLEAN",
-    "original_cluster_size": "BIGINT",
-    "n_records": "BIGINT",
-    "refused_links": "BIGINT",
-    "refused_link_types": "VARCHAR",
-}
-IDENTIFIER_COLUMNS = {
-    "source": "VARCHAR",
-    "source_id": "VARCHAR",
-    "id_type": "VARCHAR",
-    "value": "VARCHAR",
-    "n_records_sharing": "BIGINT",
-    "is_hub": "BOOLEAN",
-    "is_ambiguous": "BOOLEAN",
-}
-MODEL_COLUMNS = {
-    "model_version": "VARCHAR",
-    "created_at": "TIMESTAMP",
-    "config_version": "INTEGER",
-    "trained": "BOOLEAN",
-    "n_input_records": "BIGINT",
-    "settings_json": "VARCHAR",
-    "notes": "VARCHAR",
-}
-OUTPUT_TABLES: dict[str, dict[str, str]] = {
-    "records": {**RECORD_COLUMNS, "customer_key": "VARCHAR"},
-    "links": {
-        "source_l": "VARCHAR",
-        "source_id_l": "VARCHAR",
-        "source_r": "VARCHAR",
-        "source_id_r": "VARCHAR",
-        **LINK_COLUMNS,
-        "model_version": "VARCHAR",
-    },
-    "customer_key_map": {k: v for k, v in KEY_MAP_COLUMNS.items() if k != "record_id"},
-    "changelog": CHANGELOG_COLUMNS,
-    "customers": CUSTOMER_COLUMNS,
-    "review_flags": REVIEW_FLAG_COLUMNS,
-    "identifiers": IDENTIFIER_COLUMNS,
-    "model": MODEL_COLUMNS,
-    "match_weights": MATCH_WEIGHT_COLUMNS,
-}
+SCHEMA = tables.CUSTOMER_KEY_MAP.split(".")[0]
+_ARROW_TYPES = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64()}
 
 
 @dataclass
 class IdentityResult:
-    """What a run wrote and how it went; tables are fully qualified names."""
+    """What a run wrote and how it went; `tables` maps a short name (`records`) to the
+    table's fully qualified name."""
 
-    schema: str
     tables: dict[str, str]
     model_version: str | None
     model_json: str | None
@@ -182,22 +77,20 @@ def resolve_identities(
     now: dt.datetime | None = None,
     previous_key_map: pd.DataFrame | pa.Table | str | None = USE_WAREHOUSE_KEY_MAP,
     model_json: str | None = None,
-    schema: str = "identity",
 ) -> IdentityResult:
-    """Resolve every raw person record to a stable customer key and write `schema.*`.
+    """Resolve every raw person record to a stable customer key and write `identity.*`.
 
-    previous_key_map: "warehouse" (default) reads `schema.customer_key_map` when it
+    previous_key_map: "warehouse" (default) reads `identity.customer_key_map` when it
     exists; a DataFrame/Arrow table or a table name supplies one; None starts afresh
     (every cluster gets a new key — only for a first run or a deliberate reset).
     model_json: a Splink model JSON to score with instead of training (e.g. a
-    `settings_json` of `schema.model`). With fewer records than
+    `settings_json` of `identity.model`). With fewer records than
     `probabilistic.min_records_to_train`, the newest stored model is used, else the
     packaged default model.
     """
     config = config or load_identity_config()
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     catalog = conn.execute("SELECT current_database()").fetchall()[0][0]
-    out = f'"{catalog}"."{schema}"'
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -212,15 +105,19 @@ def resolve_identities(
     conn.execute(f"ATTACH ':memory:' AS {SCRATCH}")
     previous_memory_limit = _apply_memory_limit(conn, config.runtime.duckdb_memory_limit)
     try:
-        _adopt_legacy_changelog(conn, catalog, schema)
-        previous_map = _previous_key_map(conn, previous_key_map, catalog, schema)
-        changelog_table = f"{out}.changelog" if _table_exists(conn, catalog, schema, "changelog") else None
+        _adopt_legacy_changelog(conn, catalog)
+        previous_map = _previous_key_map(conn, previous_key_map, catalog)
+        changelog_table = (
+            _qualified(catalog, tables.IDENTITY_CHANGELOG)
+            if _table_exists(conn, catalog, tables.IDENTITY_CHANGELOG)
+            else None
+        )
         record_counts = build_records(conn, catalog, SCRATCH, config, now.date())
         lap("records")
         find_shared_identifiers(conn, SCRATCH, config)
         lap("shared_identifiers")
         model, n_scored = score_pairs(
-            conn, SCRATCH, config, model_json, fallback_model_json=_latest_stored_model(conn, catalog, schema)
+            conn, SCRATCH, config, model_json, fallback_model_json=_latest_stored_model(conn, catalog)
         )
         lap("probabilistic")
         link_counts = build_links(conn, SCRATCH, config)
@@ -232,19 +129,19 @@ def resolve_identities(
         lap("keys")
         n_customers = build_customers(conn, SCRATCH, config)
         lap("golden")
-        _write_outputs(conn, out, model, config, now)
+        _write_outputs(conn, catalog, model, config, now)
         lap("write")
     finally:
         conn.execute(f"DETACH {SCRATCH}")
         _apply_memory_limit(conn, previous_memory_limit)
 
-    tables = {name: f"{out}.{name}" for name in OUTPUT_TABLES}
+    written = {schema.table.split(".")[1]: _qualified(catalog, schema.table) for schema in TABLE_SCHEMAS}
     checks = {
         "every_record_has_one_key": check_every_record_has_one_key(
-            conn, tables["records"], tables["customer_key_map"]
+            conn, written["records"], written["customer_key_map"]
         ),
         "cluster_size_cap": check_cluster_size_cap(
-            conn, config.clustering.max_cluster_size, tables["customer_key_map"]
+            conn, config.clustering.max_cluster_size, written["customer_key_map"]
         ),
     }
     lap("checks")
@@ -262,13 +159,17 @@ def resolve_identities(
         "seconds_total": round(sum(timings.values()), 3),
     }
     return IdentityResult(
-        schema=schema,
-        tables=tables,
+        tables=written,
         model_version=model.version if model else None,
         model_json=model.settings_json if model else None,
         metrics=metrics,
         checks=checks,
     )
+
+
+def _qualified(catalog: str, table: str) -> str:
+    """`identity.records` in the warehouse catalog (Splink switches the current catalog)."""
+    return f"{quote(catalog)}.{table}"
 
 
 def _apply_memory_limit(conn: duckdb.DuckDBPyConnection, limit: str | None) -> str | None:
@@ -279,33 +180,39 @@ def _apply_memory_limit(conn: duckdb.DuckDBPyConnection, limit: str | None) -> s
     return previous
 
 
-def _table_exists(conn: duckdb.DuckDBPyConnection, catalog: str, schema: str, table: str) -> bool:
+def _table_exists(conn: duckdb.DuckDBPyConnection, catalog: str, table: str) -> bool:
+    schema, name = table.split(".")
     return bool(
         conn.execute(
             "SELECT count(*) FROM information_schema.tables "
             "WHERE table_catalog = ? AND table_schema = ? AND table_name = ?",
-            [catalog, schema, table],
+            [catalog, schema, name],
         ).fetchall()[0][0]
     )
 
 
-def _adopt_legacy_changelog(conn: duckdb.DuckDBPyConnection, catalog: str, schema: str) -> None:
+# What `identity.changelog` was called before the asset was renamed.
+_LEGACY_CHANGELOG = f"{SCHEMA}.key_changelog"
+
+
+def _adopt_legacy_changelog(conn: duckdb.DuckDBPyConnection, catalog: str) -> None:
     """Warehouses written before the asset was renamed hold the log as `key_changelog`: keep
     its history (it is what stops retired keys from being issued again) under the new name."""
-    if _table_exists(conn, catalog, schema, "key_changelog") and not _table_exists(
-        conn, catalog, schema, "changelog"
+    if _table_exists(conn, catalog, _LEGACY_CHANGELOG) and not _table_exists(
+        conn, catalog, tables.IDENTITY_CHANGELOG
     ):
-        conn.execute(f'ALTER TABLE "{catalog}"."{schema}".key_changelog RENAME TO changelog')
+        new_name = tables.IDENTITY_CHANGELOG.split(".")[1]
+        conn.execute(f"ALTER TABLE {_qualified(catalog, _LEGACY_CHANGELOG)} RENAME TO {new_name}")
 
 
-def _previous_key_map(conn, previous_key_map, catalog: str, schema: str) -> str | None:
+def _previous_key_map(conn, previous_key_map, catalog: str) -> str | None:
     if previous_key_map is None:
         return None
     if isinstance(previous_key_map, str):
         if previous_key_map != USE_WAREHOUSE_KEY_MAP:
             return previous_key_map
-        if _table_exists(conn, catalog, schema, "customer_key_map"):
-            return f'"{catalog}"."{schema}".customer_key_map'
+        if _table_exists(conn, catalog, tables.CUSTOMER_KEY_MAP):
+            return _qualified(catalog, tables.CUSTOMER_KEY_MAP)
         return None
     frame = previous_key_map
     if isinstance(frame, pd.DataFrame):
@@ -317,56 +224,87 @@ def _previous_key_map(conn, previous_key_map, catalog: str, schema: str) -> str 
     return f"{SCRATCH}.previous_input"
 
 
-def _latest_stored_model(conn, catalog: str, schema: str) -> str | None:
+def _latest_stored_model(conn, catalog: str) -> str | None:
     """The newest trained model of earlier runs: used when this run has too few records to train."""
-    if not _table_exists(conn, catalog, schema, "model"):
+    if not _table_exists(conn, catalog, tables.IDENTITY_MODEL):
         return None
     row = conn.execute(
-        f'SELECT settings_json FROM "{catalog}"."{schema}".model WHERE trained ORDER BY created_at DESC LIMIT 1'
+        f"SELECT settings_json FROM {_qualified(catalog, tables.IDENTITY_MODEL)} "
+        "WHERE trained ORDER BY created_at DESC LIMIT 1"
     ).fetchall()
     return row[0][0] if row else None
 
 
+def _replace_sql(catalog: str, schema: TableSchema, query: str) -> str:
+    """(Re)create a table from `query`, its columns exactly as declared (names, order, types)."""
+    typed = ", ".join(f"CAST(q.{quote(c.name)} AS {c.sql_type}) AS {quote(c.name)}" for c in schema.columns)
+    return (
+        f"CREATE OR REPLACE TABLE {_qualified(catalog, schema.table)} AS SELECT {typed} FROM ({query}) AS q"
+    )
+
+
+def _create_if_missing_sql(catalog: str, schema: TableSchema) -> str:
+    columns = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in schema.sql_columns.items())
+    return f"CREATE TABLE IF NOT EXISTS {_qualified(catalog, schema.table)} ({columns})"
+
+
 def _write_outputs(
-    conn, out: str, model: LinkageModel | None, config: IdentityConfig, now: dt.datetime
+    conn, catalog: str, model: LinkageModel | None, config: IdentityConfig, now: dt.datetime
 ) -> None:
     s = SCRATCH
     version_sql = f"'{model.version}'" if model else "NULL"
+    changelog = _qualified(catalog, tables.IDENTITY_CHANGELOG)
+    model_table = _qualified(catalog, tables.IDENTITY_MODEL)
+    match_weights = _qualified(catalog, tables.IDENTITY_MATCH_WEIGHTS)
     statements = [
-        f"CREATE SCHEMA IF NOT EXISTS {out.rsplit('.', 1)[0]}.{out.rsplit('.', 1)[1]}",
-        f"""CREATE OR REPLACE TABLE {out}.records AS
-            SELECT r.*, m.customer_key FROM {s}.records r JOIN {s}.key_map m USING (record_id)
-            ORDER BY r.record_id""",
-        f"""CREATE OR REPLACE TABLE {out}.links AS
-            SELECT rl.source AS source_l, rl.source_id AS source_id_l, rr.source AS source_r,
-                   rr.source_id AS source_id_r, l.*, {version_sql}::VARCHAR AS model_version
-            FROM {s}.links l
-            JOIN {s}.records rl ON rl.record_id = l.record_id_l
-            JOIN {s}.records rr ON rr.record_id = l.record_id_r
-            ORDER BY l.record_id_l, l.record_id_r, l.link_type""",
-        f"""CREATE OR REPLACE TABLE {out}.customer_key_map AS
-            SELECT source, source_id, customer_key, assigned_at FROM {s}.key_map ORDER BY source, source_id""",
-        f"CREATE TABLE IF NOT EXISTS {out}.changelog ({_columns_sql(CHANGELOG_COLUMNS)})",
-        f"INSERT INTO {out}.changelog BY NAME SELECT * FROM {s}.changelog ORDER BY change_type, customer_key",
-        f"CREATE OR REPLACE TABLE {out}.customers AS SELECT * FROM {s}.customers",
-        f"""CREATE OR REPLACE TABLE {out}.identifiers AS
-            SELECT r.source, r.source_id, i.id_type, i.value, coalesce(g.n_records, 1) AS n_records_sharing,
-                   coalesce(g.n_records, 1) > {config.deterministic.max_records_per_identifier} AS is_hub,
-                   a.value IS NOT NULL AS is_ambiguous
-            FROM {s}.identifiers i
-            JOIN {s}.records r USING (record_id)
-            LEFT JOIN {s}.identifier_groups g USING (id_type, value)
-            LEFT JOIN {s}.ambiguous_identifiers a USING (id_type, value)
-            ORDER BY i.id_type, i.value, r.source, r.source_id""",
-        f"""CREATE OR REPLACE TABLE {out}.review_flags AS
-            SELECT TIMESTAMP '{now}' AS flagged_at, k.customer_key, f.reason, f.needs_review,
-                   f.original_size AS original_cluster_size,
-                   (SELECT count(*) FROM {s}.clusters c WHERE c.cluster_id = f.cluster_id) AS n_records,
-                   f.refused_links, f.refused_link_types
-            FROM {s}.guard_flags f JOIN {s}.cluster_keys k USING (cluster_id)
-            ORDER BY k.customer_key""",
-        f"CREATE TABLE IF NOT EXISTS {out}.model ({_columns_sql(MODEL_COLUMNS)})",
-        f"CREATE TABLE IF NOT EXISTS {out}.match_weights ({_columns_sql(MATCH_WEIGHT_COLUMNS)})",
+        f"CREATE SCHEMA IF NOT EXISTS {quote(catalog)}.{SCHEMA}",
+        _replace_sql(
+            catalog,
+            IDENTITY_RECORDS_SCHEMA,
+            f"""SELECT r.*, m.customer_key FROM {s}.records r JOIN {s}.key_map m USING (record_id)
+                ORDER BY r.record_id""",
+        ),
+        _replace_sql(
+            catalog,
+            IDENTITY_LINKS_SCHEMA,
+            f"""SELECT rl.source AS source_l, rl.source_id AS source_id_l, rr.source AS source_r,
+                       rr.source_id AS source_id_r, l.*, {version_sql}::VARCHAR AS model_version
+                FROM {s}.links l
+                JOIN {s}.records rl ON rl.record_id = l.record_id_l
+                JOIN {s}.records rr ON rr.record_id = l.record_id_r
+                ORDER BY l.record_id_l, l.record_id_r, l.link_type""",
+        ),
+        _replace_sql(
+            catalog, CUSTOMER_KEY_MAP_SCHEMA, f"SELECT * FROM {s}.key_map ORDER BY source, source_id"
+        ),
+        _create_if_missing_sql(catalog, IDENTITY_CHANGELOG_SCHEMA),
+        f"INSERT INTO {changelog} BY NAME SELECT * FROM {s}.changelog ORDER BY change_type, customer_key",
+        _replace_sql(catalog, CUSTOMERS_SCHEMA, f"SELECT * FROM {s}.customers"),
+        _replace_sql(
+            catalog,
+            IDENTITY_IDENTIFIERS_SCHEMA,
+            f"""SELECT r.source, r.source_id, i.id_type, i.value,
+                       coalesce(g.n_records, 1) AS n_records_sharing,
+                       coalesce(g.n_records, 1) > {config.deterministic.max_records_per_identifier} AS is_hub,
+                       a.value IS NOT NULL AS is_ambiguous
+                FROM {s}.identifiers i
+                JOIN {s}.records r USING (record_id)
+                LEFT JOIN {s}.identifier_groups g USING (id_type, value)
+                LEFT JOIN {s}.ambiguous_identifiers a USING (id_type, value)
+                ORDER BY i.id_type, i.value, r.source, r.source_id""",
+        ),
+        _replace_sql(
+            catalog,
+            IDENTITY_REVIEW_FLAGS_SCHEMA,
+            f"""SELECT TIMESTAMP '{now}' AS flagged_at, k.customer_key, f.reason, f.needs_review,
+                       f.original_size AS original_cluster_size,
+                       (SELECT count(*) FROM {s}.clusters c WHERE c.cluster_id = f.cluster_id) AS n_records,
+                       f.refused_links, f.refused_link_types
+                FROM {s}.guard_flags f JOIN {s}.cluster_keys k USING (cluster_id)
+                ORDER BY k.customer_key""",
+        ),
+        _create_if_missing_sql(catalog, IDENTITY_MODEL_SCHEMA),
+        _create_if_missing_sql(catalog, IDENTITY_MATCH_WEIGHTS_SCHEMA),
     ]
     if model is not None:
         n_input = conn.execute(f"SELECT count(*) FROM {s}.splink_input").fetchall()[0][0]
@@ -385,26 +323,15 @@ def _write_outputs(
         weights = pa.Table.from_pylist(
             model.match_weights,
             schema=pa.schema(
-                [
-                    (
-                        name,
-                        {
-                            "VARCHAR": pa.string(),
-                            "INTEGER": pa.int32(),
-                            "BOOLEAN": pa.bool_(),
-                            "DOUBLE": pa.float64(),
-                        }[t],
-                    )
-                    for name, t in MATCH_WEIGHT_COLUMNS.items()
-                ]
+                [(c.name, _ARROW_TYPES[c.sql_type]) for c in IDENTITY_MATCH_WEIGHTS_SCHEMA.columns]
             ),
         )
         arrow_to_table(conn, weights, f"{s}.match_weight_rows")
         statements += [
-            f"""INSERT INTO {out}.model BY NAME SELECT * FROM {s}.model_row
-                WHERE NOT EXISTS (SELECT 1 FROM {out}.model m WHERE m.model_version = '{model.version}')""",
-            f"""INSERT INTO {out}.match_weights BY NAME SELECT * FROM {s}.match_weight_rows
-                WHERE NOT EXISTS (SELECT 1 FROM {out}.match_weights m WHERE m.model_version = '{model.version}')""",
+            f"""INSERT INTO {model_table} BY NAME SELECT * FROM {s}.model_row
+                WHERE NOT EXISTS (SELECT 1 FROM {model_table} m WHERE m.model_version = '{model.version}')""",
+            f"""INSERT INTO {match_weights} BY NAME SELECT * FROM {s}.match_weight_rows
+                WHERE NOT EXISTS (SELECT 1 FROM {match_weights} m WHERE m.model_version = '{model.version}')""",
         ]
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -414,7 +341,3 @@ def _write_outputs(
     except Exception:
         conn.execute("ROLLBACK")
         raise
-
-
-def _columns_sql(columns: dict[str, str]) -> str:
-    return ", ".join(f'"{name}" {sql_type}' for name, sql_type in columns.items())

@@ -9,15 +9,14 @@ import pandas as pd
 import pytest
 
 from segmentation_platform.contracts import CONTRACTS
+from segmentation_platform.core.config import ConfigError
 from segmentation_platform.core.identity import (
-    DEFAULT_MODEL_PATH,
-    IdentityConfigError,
+    TABLE_SCHEMAS,
     check_cluster_size_cap,
     check_every_record_has_one_key,
     clustering_accuracy,
     compare_key_maps,
     email_local_part,
-    email_sql,
     evidence_ceiling,
     first_name_forms,
     load_identity_config,
@@ -26,9 +25,12 @@ from segmentation_platform.core.identity import (
     normalize_name,
     normalize_phone,
     normalize_postcode,
-    postcode_sql,
     resolve_identities,
 )
+from segmentation_platform.core.identity._config import DEFAULT_CONFIG_PATH
+from segmentation_platform.core.identity._model import DEFAULT_MODEL_PATH
+from segmentation_platform.core.identity._normalize import email_sql, postcode_sql
+from segmentation_platform.core.warehouse import column_types, tables
 
 T = dt.datetime
 NOW = T(2025, 1, 1)
@@ -298,19 +300,95 @@ def test_config_loads_and_rejects_bad_values(tmp_path: Path):
     config = load_identity_config(overrides={"probabilistic": {"match_probability_threshold": 0.995}})
     assert config.probabilistic.match_probability_threshold == 0.995
     assert config.normalization.default_phone_region == "US"
-    with pytest.raises(IdentityConfigError, match="match_probability_threshold"):
-        load_identity_config(overrides={"probabilistic": {"match_probability_threshold": 2}})
-    with pytest.raises(IdentityConfigError, match="default_phone_region"):
-        load_identity_config(overrides={"normalization": {"default_phone_region": "Atlantis"}})
-    with pytest.raises(IdentityConfigError, match=r"blocking_rules\[0\]"):
-        load_identity_config(overrides={"probabilistic": {"blocking_rules": [["shoe_size"]]}})
+    assert config.probabilistic.name_similarity_thresholds == (0.92, 0.80)
+    assert config.probabilistic.u_max_pairs == 5e6  # `5.0e6`, which PyYAML reads as text
+
+    packaged = Path(DEFAULT_CONFIG_PATH)
+    lines = packaged.read_text().splitlines()
+
+    def line_of(key: str) -> int:
+        return next(i for i, line in enumerate(lines, 1) if line.strip().startswith(f"{key}:"))
+
+    for overrides, key, reason in (
+        ({"probabilistic": {"match_probability_threshold": 2}}, "match_probability_threshold", "[0, 1]"),
+        ({"normalization": {"default_phone_region": "Atlantis"}}, "default_phone_region", "region code"),
+        ({"probabilistic": {"blocking_rules": [["shoe_size"]]}}, "blocking_rules", "blocking_rules[0]"),
+        (
+            {"probabilistic": {"name_similarity_thresholds": [0.8, 0.92]}},
+            "name_similarity_thresholds",
+            "highest",
+        ),
+        ({"probabilistic": {"name_similarity_thresholds": []}}, "name_similarity_thresholds", "non-empty"),
+        ({"probabilistic": {"name_similarity_thresholds": [1.2]}}, "name_similarity_thresholds", "(0, 1)"),
+        ({"keys": {"digits": 3}}, "digits", "keys.digits"),
+        ({"clustering": {"shoe_size": 3}}, "shoe_size", "unknown field 'clustering.shoe_size'"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_identity_config(overrides=overrides)
+        error = caught.value
+        assert Path(error.file) == packaged and reason in error.reason, str(error)
+        if key != "shoe_size":  # an added key has no line of its own: its section's
+            assert error.line == line_of(key), str(error)
+        assert str(error).startswith(f"{packaged}:{error.line}: ")
+
     broken = tmp_path / "identity.yaml"
-    broken.write_text("version: [")
-    with pytest.raises(IdentityConfigError, match="not valid YAML"):
+    broken.write_text("version: 1\nnormalization: [\n")
+    with pytest.raises(ConfigError, match="invalid YAML") as caught:
         load_identity_config(broken)
+    assert caught.value.file == str(broken) and caught.value.line is not None
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(
+        packaged.read_text().replace("review_probability_threshold: 0.5", "review_probability_threshold: 1")
+    )
+    with pytest.raises(ConfigError, match="must not exceed match_probability_threshold") as caught:
+        load_identity_config(edited)
+    assert caught.value.line == line_of("review_probability_threshold")
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(packaged.read_text().replace("  seed: 42\n", ""))
+    with pytest.raises(ConfigError, match="missing required field 'seed'"):
+        load_identity_config(missing)
+
+
+def test_name_similarity_thresholds_shape_the_comparisons():
+    """The Jaro-Winkler levels of both name comparisons come from the config, in its order."""
+    from segmentation_platform.core.identity._model import comparisons
+
+    def levels(config, name):
+        built = next(c for c in comparisons(config) if c.create_output_column_name() == name)
+        return [
+            level["sql_condition"] for level in built.create_comparison_dict("duckdb")["comparison_levels"]
+        ]
+
+    packaged = load_identity_config()
+    for name in ("first_name", "last_name"):
+        jaro = [sql for sql in levels(packaged, name) if "jaro_winkler" in sql]
+        assert [sql.rsplit(">=", 1)[1].strip() for sql in jaro] == ["0.92", "0.8"]
+    three = load_identity_config(
+        overrides={"probabilistic": {"name_similarity_thresholds": [0.95, 0.9, 0.7]}}
+    )
+    assert len(levels(three, "last_name")) == len(levels(packaged, "last_name")) + 1
 
 
 # --- resolution on a hand-made data set -----------------------------------------------
+
+
+def test_every_table_written_is_exactly_its_declared_schema(conn):
+    """One declaration per table: names, order and SQL types of what a run writes, on a first
+    run and on a re-run that appends to changelog, model and match weights."""
+    household_and_movers(conn)
+    for now in (NOW, NOW + dt.timedelta(days=1)):
+        result = resolve_identities(conn, now=now)
+        written = {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                "WHERE table_schema = 'identity'"
+            ).fetchall()
+        }
+        assert written == {schema.table for schema in TABLE_SCHEMAS}
+        for schema in TABLE_SCHEMAS:
+            assert list(column_types(conn, schema.table).items()) == list(schema.sql_columns.items())
+    assert set(result.tables) == {schema.table.split(".")[1] for schema in TABLE_SCHEMAS}
 
 
 def test_known_customers_household_apart_and_emails_joined(conn):
@@ -660,7 +738,7 @@ def test_accuracy_against_generator_ground_truth(conn, tmp_path: Path):
     moved = {(old, keys_after[record]) for record, old in keys_before.items() if keys_after[record] != old}
     assert moved <= {(old, new) for new, old in logged}
     assert sum(keys_after[r] == k for r, k in keys_before.items()) >= 0.99 * len(keys_before)
-    measured = clustering_accuracy(conn, "identity.customer_key_map", "truth")
+    measured = clustering_accuracy(conn, tables.CUSTOMER_KEY_MAP, "truth")
     ceiling = evidence_ceiling(conn, "truth")
     print(json.dumps({"measured": measured, "ceiling": ceiling}, indent=1))
     # The issue's bar: pairwise precision >= 0.995 and recall >= 0.99, B-cubed alike.
@@ -683,7 +761,7 @@ def test_accuracy_against_generator_ground_truth(conn, tmp_path: Path):
     before = conn.execute("SELECT * FROM identity.customer_key_map").df()
     again = resolve_identities(conn, now=NOW + dt.timedelta(days=2))
     assert again.model_version == result.model_version
-    assert compare_key_maps(conn, before, "identity.customer_key_map").passed
+    assert compare_key_maps(conn, before, tables.CUSTOMER_KEY_MAP).passed
 
     weights = conn.execute(
         "SELECT count(DISTINCT comparison), count(*) FROM identity.match_weights"
