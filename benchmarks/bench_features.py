@@ -27,7 +27,7 @@ from segmentation_platform.contracts import CONTRACTS
 from segmentation_platform.core import warehouse
 from segmentation_platform.core.features import compute_customer_features, feature_columns
 from segmentation_platform.core.ingestion import raw_table_columns
-from segmentation_platform.core.models.rfm import RFM_COLUMNS, score_rfm
+from segmentation_platform.core.models.rfm import RFM_SCORES_SCHEMA, score_rfm
 
 HERE = Path(__file__).resolve().parent
 WORK_DIR = HERE / "work"
@@ -163,7 +163,12 @@ def measure(database: Path, threads: int | None) -> dict:
     rfm_seconds = time.perf_counter() - began
     began = time.perf_counter()
     warehouse.replace_partitions(
-        conn, "models.rfm_scores", scores, "snapshot_date", [SNAPSHOT], columns=RFM_COLUMNS
+        conn,
+        RFM_SCORES_SCHEMA.table,
+        scores,
+        "snapshot_date",
+        [SNAPSHOT],
+        columns=RFM_SCORES_SCHEMA.sql_columns,
     )
     rfm_write_seconds = time.perf_counter() - began
     stages = dict(

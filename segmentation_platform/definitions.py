@@ -17,13 +17,8 @@ from segmentation_platform.defs.segments import definitions as segments
 GROUPS = [ingestion, identity, features, models, segments, activation, measurement]
 
 
-def _group_defs(group, config: PlatformConfig) -> dg.Definitions:
-    # TRANSITION(issue 14): groups move from a module-level `defs` to `build_defs(config)`.
-    return group.build_defs(config) if hasattr(group, "build_defs") else group.defs
-
-
 def build_definitions(config: PlatformConfig, resources: dict) -> dg.Definitions:
-    assets = dg.Definitions.merge(*(_group_defs(group, config) for group in GROUPS))
+    assets = dg.Definitions.merge(*(group.build_defs(config) for group in GROUPS))
     return dg.Definitions.merge(
         assets, automation_definitions(list(assets.assets)), dg.Definitions(resources=resources)
     )

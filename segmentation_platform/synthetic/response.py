@@ -42,11 +42,12 @@ import polars as pl
 from segmentation_platform.contracts import POS_TRANSACTIONS, WEB_ORDERS, SourceContract
 from segmentation_platform.core import ingestion, warehouse
 from segmentation_platform.core.measurement import SHORT_WINDOW_DAYS
+from segmentation_platform.core.warehouse import tables
 from segmentation_platform.synthetic.population import CATEGORIES
 
-ASSIGNMENTS_TABLE = "segments.assignments"
-HOLDOUTS_TABLE = "activation.holdouts"
-KEY_MAP_TABLE = "identity.customer_key_map"
+ASSIGNMENTS_TABLE = tables.SEGMENT_ASSIGNMENTS
+HOLDOUTS_TABLE = tables.HOLDOUTS
+KEY_MAP_TABLE = tables.CUSTOMER_KEY_MAP
 UPLIFT_FILE = "uplift.json"
 MEAN_RESPONSE_DELAY_DAYS = 7.0  # campaign orders cluster in the first days after the send
 ORDER_VALUE_SIGMA = 0.5  # log-normal spread of one order around the person's true mean

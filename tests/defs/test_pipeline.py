@@ -70,16 +70,26 @@ def test_rerunning_identity_changes_no_table(pipeline_world):
     assert after == before
 
 
-def test_clv_tables_are_exactly_their_declared_schema(pipeline_world):
-    """One declaration per table: the table written, and the asset's column schema in the UI."""
-    from segmentation_platform.core.models.clv import CLV_SCORES_SCHEMA, CLV_VALIDATION_SCHEMA
+def test_every_table_is_exactly_its_declared_schema(pipeline_world):
+    """One declaration per table (core.catalog): the warehouse holds exactly the declared
+    tables, each with the declared columns and types, and each asset's column schema in the
+    UI is the same declaration (descriptions and PII tags included)."""
+    from segmentation_platform.core.catalog import table_schemas
     from segmentation_platform.core.warehouse import column_types
-    from segmentation_platform.defs.models.clv import clv_scores, clv_validation
+    from segmentation_platform.defs._lib.config import load_platform_config
+    from segmentation_platform.defs._lib.keys import key_of
 
+    config = load_platform_config()
+    declared = {schema.table: schema for schema in table_schemas(config.features, config.scheme)}
+    specs = {spec.key: spec for asset in pipeline_world.platform.defs.assets for spec in asset.specs}
+    assert sorted(tables(pipeline_world.platform.warehouse)) == sorted(declared)
     with duckdb.connect(str(pipeline_world.platform.warehouse), read_only=True) as conn:
-        for schema, asset in ((CLV_SCORES_SCHEMA, clv_scores), (CLV_VALIDATION_SCHEMA, clv_validation)):
-            assert list(column_types(conn, schema.table).items()) == list(schema.sql_columns.items())
-            shown = next(iter(asset.specs)).metadata["dagster/column_schema"].columns
-            assert [(c.name, c.type, c.description) for c in shown] == [
-                (c.name, c.sql_type, c.description) for c in schema.columns
-            ]
+        for table, schema in declared.items():
+            assert list(column_types(conn, table).items()) == list(schema.sql_columns.items()), table
+            if key_of(table) not in specs:  # models.registry: written by every model asset, no asset
+                continue
+            shown = specs[key_of(table)].metadata["dagster/column_schema"].columns
+            assert [(c.name, c.type, c.description, "pii" in c.tags) for c in shown] == [
+                (c.name, c.sql_type, c.description, c.pii) for c in schema.columns
+            ], table
+    assert [t for t in declared if key_of(t) not in specs] == ["models.registry"]

@@ -17,23 +17,23 @@ def build_measured_world(folder: Path) -> World:
             tables = {
                 activation.EXPORTS_TABLE: (
                     activation.export_log_frame(results),
-                    activation.EXPORT_LOG_COLUMNS,
+                    activation.EXPORTS_SCHEMA.sql_columns,
                 ),
-                "measurement.segment_kpis": (
+                measurement.SEGMENT_KPIS_SCHEMA.table: (
                     measurement.segment_kpis(conn, snapshot),
-                    measurement.SEGMENT_KPI_COLUMNS,
+                    measurement.SEGMENT_KPIS_SCHEMA.sql_columns,
                 ),
-                "measurement.channel_kpis": (
+                measurement.CHANNEL_KPIS_SCHEMA.table: (
                     measurement.channel_kpis(conn, snapshot),
-                    measurement.CHANNEL_KPI_COLUMNS,
+                    measurement.CHANNEL_KPIS_SCHEMA.sql_columns,
                 ),
-                "measurement.migration": (
+                measurement.MIGRATION_SCHEMA.table: (
                     measurement.migration_matrix(conn, snapshot),
-                    measurement.MIGRATION_COLUMNS,
+                    measurement.MIGRATION_SCHEMA.sql_columns,
                 ),
-                "measurement.lift": (
+                measurement.LIFT_SCHEMA.table: (
                     measurement.lift(conn, snapshot, config.experiments),
-                    measurement.LIFT_COLUMNS,
+                    measurement.LIFT_SCHEMA.sql_columns,
                 ),
             }
             for table, (frame, columns) in tables.items():

@@ -15,6 +15,7 @@ from segmentation_platform.contracts import CONTRACTS
 from segmentation_platform.core import activation, ingestion, measurement, warehouse
 from segmentation_platform.core.activation import ActivationConfig, load_activation_config
 from segmentation_platform.core.identity import resolve_identities
+from segmentation_platform.core.warehouse import tables
 from segmentation_platform.synthetic.generator import generate
 
 START, SNAPSHOT = dt.date(2025, 1, 1), dt.date(2025, 3, 3)
@@ -49,13 +50,14 @@ def ingest(conn: duckdb.DuckDBPyConnection, landing: Path, source: str, days: li
     contract = CONTRACTS[source]
     files = {day: ingestion.landing_files(landing, source, day) for day in days}
     batch = ingestion.parse_landing_files(contract, files, dt.datetime(2025, 6, 1), landing)
+    schema = ingestion.raw_schema(contract)
     warehouse.replace_partitions(
         conn,
-        f"raw.{source}",
+        schema.table,
         batch.accepted.to_arrow(),
-        "_partition_date",
+        schema.partition_column,
         days,
-        columns=ingestion.raw_table_columns(contract),
+        columns=schema.sql_columns,
     )
 
 
@@ -64,7 +66,7 @@ def assign_segments(conn: duckdb.DuckDBPyConnection, snapshot: dt.date) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS segments")
     conn.execute(
         f"""
-        CREATE OR REPLACE TABLE segments.assignments AS
+        CREATE OR REPLACE TABLE {tables.SEGMENT_ASSIGNMENTS} AS
         SELECT CAST($snapshot AS DATE) AS snapshot_date, customer_key,
             CASE WHEN max(purchased_at) >= $snapshot - INTERVAL 21 DAY THEN 'active'
                  WHEN max(purchased_at) >= $snapshot - INTERVAL 45 DAY THEN 'cooling'

@@ -4,47 +4,42 @@ The names below are the public surface (what notebooks, defs and tests import); 
 modules behind them may change.
 """
 
-from segmentation_platform.core.activation._config import (
-    CONFIG_PATH,
-    ActivationConfig,
-    DestinationsConfigError,
-    Experiment,
-    WebhookSettings,
-    default_config_path,
-    load_activation_config,
-)
-from segmentation_platform.core.activation._exports import (
+from segmentation_platform.core.activation._audience import load_activation_frame, select_audience
+from segmentation_platform.core.activation._audit import audit_run, read_export_rows
+from segmentation_platform.core.activation._common import (
     APPROVED_USAGE_FIELD,
     ASSIGNMENTS_TABLE,
-    EXPORT_LOG_COLUMNS,
     EXPORTS_TABLE,
-    HOLDOUT_COLUMNS,
     HOLDOUTS_TABLE,
     MANIFEST_NAME,
     ActivationError,
-    ExportResult,
-    SuppressionList,
     WebhookDeliveryError,
-    assign_holdouts,
-    audit_run,
-    compute_holdouts,
-    deliver_webhook,
+)
+from segmentation_platform.core.activation._config import (
+    CONFIG_PATH,
+    ActivationConfig,
+    Experiment,
+    WebhookSettings,
+    load_activation_config,
+)
+from segmentation_platform.core.activation._exports import (
+    ExportResult,
     export_destination,
     export_log_frame,
-    holdout_bucket,
-    load_activation_frame,
-    load_suppression_list,
-    normalize_email,
-    normalize_phone,
-    read_export_rows,
-    read_manifest,
     redact_pii,
     run_exports,
-    select_audience,
-    webhook_batches,
-    write_atomically,
+)
+from segmentation_platform.core.activation._files import read_manifest, write_atomically
+from segmentation_platform.core.activation._holdouts import (
+    assign_holdouts,
+    compute_holdouts,
+    holdout_bucket,
+    holdout_share_deviations,
     write_holdouts,
 )
+from segmentation_platform.core.activation._suppression import SuppressionList, load_suppression_list
+from segmentation_platform.core.activation._tables import EXPORTS_SCHEMA, HOLDOUTS_SCHEMA, TABLE_SCHEMAS
+from segmentation_platform.core.activation._webhook import deliver_webhook, webhook_batches
 
 __all__ = [
     "APPROVED_USAGE_FIELD",
@@ -52,30 +47,28 @@ __all__ = [
     "ActivationConfig",
     "ActivationError",
     "CONFIG_PATH",
-    "DestinationsConfigError",
+    "EXPORTS_SCHEMA",
     "EXPORTS_TABLE",
-    "EXPORT_LOG_COLUMNS",
     "Experiment",
     "ExportResult",
+    "HOLDOUTS_SCHEMA",
     "HOLDOUTS_TABLE",
-    "HOLDOUT_COLUMNS",
     "MANIFEST_NAME",
     "SuppressionList",
+    "TABLE_SCHEMAS",
     "WebhookDeliveryError",
     "WebhookSettings",
     "assign_holdouts",
     "audit_run",
     "compute_holdouts",
-    "default_config_path",
     "deliver_webhook",
     "export_destination",
     "export_log_frame",
     "holdout_bucket",
+    "holdout_share_deviations",
     "load_activation_config",
     "load_activation_frame",
     "load_suppression_list",
-    "normalize_email",
-    "normalize_phone",
     "read_export_rows",
     "read_manifest",
     "redact_pii",

@@ -11,15 +11,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from segmentation_platform.core.config import ConfigError
-from segmentation_platform.core.config._paths import CONFIG_DIR
+from segmentation_platform.core.config import CONFIG_DIR, ConfigError, Section, read_config
 
 CONFIG_PATH = CONFIG_DIR / "destinations.yaml"
-CONFIG_PATH_ENV = "SEGMENTATION_DESTINATIONS_CONFIG"
 
 DESTINATION_TYPES = ("crm_upsert_csv", "map_list", "cdp_traits_jsonl", "ad_audience", "webhook")
 PURPOSES = ("marketing", "service")
@@ -67,13 +62,6 @@ FILE_FORMATS = {
     "webhook": ("jsonl",),
 }
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-
-
-class DestinationsConfigError(ConfigError):
-    """`<file>:<line>: <key>: <reason>` for destinations.yaml (the platform's ConfigError)."""
-
-    def __init__(self, path: Path | str, line: int | None, key: str, reason: str):
-        super().__init__(path, line, reason, key=key or "(top level)")
 
 
 @dataclass(frozen=True)
@@ -164,223 +152,101 @@ class ActivationConfig:
         return tuple(e for e in self.experiments if e.active_on(snapshot))
 
 
-def default_config_path() -> Path:
-    return Path(os.environ.get(CONFIG_PATH_ENV) or CONFIG_PATH)
-
-
-# --------------------------------------------------------------------------- YAML with lines
-
-
-class _Located(dict):
-    line: int = 0
-    key_lines: dict
-
-
-class _LocatedLoader(yaml.SafeLoader):
-    """Keeps the line of every mapping and key so errors can point at them."""
-
-
-def _construct_located_mapping(loader: _LocatedLoader, node: yaml.MappingNode) -> _Located:
-    loader.flatten_mapping(node)
-    mapping = _Located()
-    mapping.line = node.start_mark.line + 1
-    mapping.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        mapping.key_lines[key] = key_node.start_mark.line + 1
-    return mapping
-
-
-_LocatedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_located_mapping)
-
-
-class _Section:
-    def __init__(self, path: Path, prefix: str, data: _Located):
-        self.path, self.prefix, self.data = path, prefix, data
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def line(self, name: str | None = None) -> int:
-        if name is not None and name in self.data.key_lines:
-            return self.data.key_lines[name]
-        return self.data.line
-
-    def error(self, name: str | None, reason: str) -> DestinationsConfigError:
-        return DestinationsConfigError(
-            self.path, self.line(name), self.key(name) if name else self.prefix, reason
-        )
-
-    def only(self, *allowed: str) -> None:
-        for name in self.data:
-            if name not in allowed:
-                raise self.error(str(name), f"unknown key (expected one of: {', '.join(allowed)})")
-
-    def raw(self, name: str, default: Any = ...) -> Any:
-        if name not in self.data or self.data[name] is None:
-            if default is ...:
-                raise self.error(None, f"required key {name!r} is missing")
-            return default
-        return self.data[name]
-
-    def section(self, name: str, default: Any = ...) -> "_Section | None":
-        value = self.raw(name, default)
-        if value is default and default is not ...:
-            return None
-        if not isinstance(value, _Located):
-            raise self.error(name, f"expected a mapping, got {_shown(value)}")
-        return _Section(self.path, self.key(name), value)
-
-    def string(self, name: str, default: Any = ..., choices: tuple[str, ...] | None = None) -> str | None:
-        value = self.raw(name, default)
-        if value is None and default is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(name, f"expected a non-empty string, got {_shown(value)}")
-        if choices is not None and value not in choices:
-            raise self.error(name, f"must be one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.raw(name, default)
-        if not isinstance(value, bool):
-            raise self.error(name, f"expected true or false, got {_shown(value)}")
-        return value
-
-    def integer(self, name: str, default: Any = ..., minimum: int | None = None) -> int:
-        value = self.raw(name, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(name, f"expected an integer, got {_shown(value)}")
-        if minimum is not None and value < minimum:
-            raise self.error(name, f"must be at least {minimum}, got {value}")
-        return value
-
-    def number(self, name: str, default: Any = ..., low: float = 0.0, high: float | None = None) -> float:
-        value = self.raw(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(name, f"expected a number, got {_shown(value)}")
-        if value < low or (high is not None and value > high):
-            bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-            raise self.error(name, f"must be {bound}, got {value}")
-        return float(value)
-
-    def date(self, name: str, default: Any = ...) -> dt.date | None:
-        value = self.raw(name, default)
-        if value is None and default is None:
-            return None
-        if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-            raise self.error(name, f"expected a date YYYY-MM-DD, got {_shown(value)}")
-        return value
-
-    def names(self, name: str, default: Any = ..., allow_all: bool = False) -> tuple[str, ...] | None:
-        """A list of names; `all` (when allowed) means no restriction and returns None."""
-        value = self.raw(name, default)
-        if allow_all and value == "all":
-            return None
-        if not isinstance(value, list) or not value:
-            expected = "`all` or a non-empty list" if allow_all else "a non-empty list"
-            raise self.error(name, f"expected {expected}, got {_shown(value)}")
-        for item in value:
-            if not isinstance(item, str) or not item.strip():
-                raise self.error(name, f"every entry must be a non-empty string, got {_shown(item)}")
-        if len(set(value)) != len(value):
-            duplicates = sorted({v for v in value if value.count(v) > 1})
-            raise self.error(name, f"listed twice: {', '.join(duplicates)}")
-        return tuple(value)
-
-
-def _shown(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
-
-
 # --------------------------------------------------------------------------- loading
 
 
 def load_activation_config(path: Path | str | None = None) -> ActivationConfig:
-    """Parse and validate the destinations file; any problem raises DestinationsConfigError."""
-    path = Path(path) if path is not None else default_config_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise DestinationsConfigError(path, None, "", f"cannot read file ({error.strerror})") from error
-    try:
-        data = yaml.load(text, Loader=_LocatedLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(error, "problem", None) or str(error)
-        raise DestinationsConfigError(path, line, "", f"not valid YAML ({problem})") from error
-    if not isinstance(data, _Located):
-        raise DestinationsConfigError(path, 1, "", "expected a mapping with version, destinations, ...")
-    root = _Section(path, "", data)
-    root.only("version", "suppression", "holdouts", "destinations")
-    version = root.integer("version", minimum=1)
+    """Parse and validate the destinations file; any problem raises ConfigError."""
+    path = Path(path) if path is not None else CONFIG_PATH
+    root = read_config(path).only(
+        ("version", "suppression", "holdouts", "destinations"), required=("version",)
+    )
+    version = root.number("version", low=1, integer=True)
 
     suppression_path = None
-    if (suppression := root.section("suppression", None)) is not None:
-        suppression.only("path")
-        raw_path = os.path.expandvars(suppression.string("path"))
+    if _given(root, "suppression"):
+        suppression = root.section("suppression").only(("path",), required=("path",))
+        raw_path = os.path.expandvars(suppression.text("path"))
         suppression_path = Path(raw_path) if os.path.isabs(raw_path) else path.parent / raw_path
 
     experiments: list[Experiment] = []
-    if (holdouts := root.section("holdouts", None)) is not None:
-        holdouts.only("experiments")
-        experiments = _experiments(holdouts)
+    if _given(root, "holdouts"):
+        experiments = _experiments(root.section("holdouts").only(("experiments",), required=("experiments",)))
 
-    entries = root.raw("destinations")
+    entries = root.data.get("destinations")
     if not isinstance(entries, list) or not entries:
-        raise root.error("destinations", f"expected a non-empty list, got {_shown(entries)}")
-    destinations = []
-    for index, entry in enumerate(entries):
-        key = f"destinations[{index}]"
-        if not isinstance(entry, _Located):
-            raise DestinationsConfigError(path, data.key_lines["destinations"], key, "expected a mapping")
-        destinations.append(_destination(_Section(path, key, entry)))
+        raise root.error(
+            "destinations" if root.has("destinations") else None, "destinations must be a non-empty list"
+        )
+    destinations = [
+        _destination(Section(entry, path, f"destinations[{index}]", entries.line_of(index)))
+        for index, entry in enumerate(entries)
+    ]
     names = [d.name for d in destinations]
     for destination in destinations:
         if names.count(destination.name) > 1:
-            raise DestinationsConfigError(
-                path, destination.line, "destinations", f"destination name {destination.name!r} is used twice"
-            )
+            raise ConfigError(path, destination.line, f"destination name {destination.name!r} is used twice")
     return ActivationConfig(
         path=path,
         version=version,
         suppression_path=suppression_path,
         experiments=tuple(experiments),
         destinations=tuple(destinations),
-        raw_text=text,
+        raw_text=path.read_text(encoding="utf-8"),
     )
 
 
-def _experiments(holdouts: _Section) -> list[Experiment]:
-    entries = holdouts.raw("experiments")
+def _given(section: Section, name: str) -> bool:
+    """A key that is present and not null (YAML `key:` with nothing after it means absent)."""
+    return section.data.get(name) is not None
+
+
+def _optional_text(section: Section, name: str) -> str | None:
+    return section.text(name) if _given(section, name) else None
+
+
+def _names(section: Section, name: str, *, allow_all: bool = False, default=None) -> tuple[str, ...] | None:
+    """A list of distinct names; `all` (when allowed) means no restriction and returns None."""
+    value = section.data.get(name, default)
+    if allow_all and value == "all":
+        return None
+    expected = "`all` or a non-empty list of names" if allow_all else "a non-empty list of names"
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise section.error(name if section.has(name) else None, f"{section.key(name)} must be {expected}")
+    if len(set(value)) != len(value):
+        duplicates = sorted({v for v in value if value.count(v) > 1})
+        raise section.error(name, f"{section.key(name)} lists {', '.join(duplicates)} twice")
+    return tuple(value)
+
+
+def _experiments(holdouts: Section) -> list[Experiment]:
+    entries = holdouts.data["experiments"]
     if not isinstance(entries, list):
-        raise holdouts.error("experiments", f"expected a list, got {_shown(entries)}")
+        raise holdouts.error("experiments", "holdouts.experiments must be a list")
     experiments = []
     for index, entry in enumerate(entries):
-        if not isinstance(entry, _Located):
-            raise holdouts.error("experiments", f"entry {index} must be a mapping")
-        section = _Section(holdouts.path, f"{holdouts.key('experiments')}[{index}]", entry)
-        section.only("name", "salt", "share", "starts", "ends", "segments")
-        name = section.string("name")
+        section = Section(entry, holdouts.file, f"holdouts.experiments[{index}]", entries.line_of(index))
+        section.only(
+            ("name", "salt", "share", "starts", "ends", "segments"),
+            required=("name", "salt", "share", "starts"),
+        )
+        name = section.text("name")
         if not _NAME.match(name):
             raise section.error("name", f"use lower-case letters, digits and _, got {name!r}")
-        starts, ends = section.date("starts"), section.date("ends", None)
+        starts = section.day("starts")
+        ends = section.day("ends") if _given(section, "ends") else None
         if ends is not None and ends <= starts:
             raise section.error("ends", f"must be after starts ({starts}), got {ends}")
-        share = section.number("share", low=0.0, high=0.5)
+        share = float(section.number("share", low=0.0, high=0.5))
         if share == 0:
             raise section.error("share", "must be above 0 (remove the experiment to stop holding out)")
         experiment = Experiment(
             name=name,
-            salt=section.string("salt"),
+            salt=section.text("salt"),
             share=share,
             starts=starts,
             ends=ends,
-            segments=section.names("segments", "all", allow_all=True),
+            segments=_names(section, "segments", allow_all=True, default="all"),
         )
         for other in experiments:
             if other.name == experiment.name:
@@ -402,6 +268,16 @@ def _overlap(a: Experiment, b: Experiment) -> bool:
     return in_time and in_segments
 
 
+_WEBHOOK_KEYS = (
+    "url",
+    "url_env",
+    "auth_token_env",
+    "batch_size",
+    "max_attempts",
+    "backoff_seconds",
+    "max_backoff_seconds",
+    "timeout_seconds",
+)
 _DESTINATION_KEYS = (
     "name",
     "type",
@@ -415,44 +291,27 @@ _DESTINATION_KEYS = (
     "include_holdouts",
     "retain_exports",
     "usage",
-    "url",
-    "url_env",
-    "auth_token_env",
-    "batch_size",
-    "max_attempts",
-    "backoff_seconds",
-    "max_backoff_seconds",
-    "timeout_seconds",
-)
-_WEBHOOK_KEYS = (
-    "url",
-    "url_env",
-    "auth_token_env",
-    "batch_size",
-    "max_attempts",
-    "backoff_seconds",
-    "max_backoff_seconds",
-    "timeout_seconds",
+    *_WEBHOOK_KEYS,
 )
 
 
-def _destination(section: _Section) -> Destination:
-    section.only(*_DESTINATION_KEYS)
-    name = section.string("name")
+def _destination(section: Section) -> Destination:
+    name = section.text("name")
     if not _NAME.match(name):
         raise section.error("name", f"use lower-case letters, digits and _ (it names a folder), got {name!r}")
-    section.prefix = f"destinations.{name}"
-    type_ = section.string("type", choices=DESTINATION_TYPES)
+    section.path = f"destinations.{name}"  # errors name the destination, not its index
+    section.only(_DESTINATION_KEYS, required=("type", "purpose", "sync_mode", "segments", "fields"))
+    type_ = section.choice("type", DESTINATION_TYPES)
     # Ad platforms only ever advertise: they cannot be a service destination.
-    purpose = section.string("purpose", choices=PURPOSES)
+    purpose = section.choice("purpose", PURPOSES)
     if type_ == "ad_audience" and purpose != "marketing":
         raise section.error("purpose", "an ad_audience is always marketing")
-    consent = section.string("consent", None, choices=CONSENT_RULES)
+    consent = section.choice("consent", CONSENT_RULES) if _given(section, "consent") else None
     if purpose == "marketing" and consent is None:
         raise section.error(
             None, f"marketing destination needs `consent` (one of {', '.join(CONSENT_RULES)})"
         )
-    fields = section.names("fields")
+    fields = _names(section, "fields")
     for field_name in fields:
         if field_name not in FIELD_CATALOG and not (
             field_name.startswith(PLAYBOOK_PREFIX) and len(field_name) > len(PLAYBOOK_PREFIX)
@@ -473,30 +332,30 @@ def _destination(section: _Section) -> Destination:
     elif type_ in ("crm_upsert_csv", "cdp_traits_jsonl", "webhook") and "customer_key" not in fields:
         raise section.error("fields", f"a {type_} destination upserts by customer_key: list it in fields")
     formats = FILE_FORMATS[type_]
-    file_format = section.string("format", formats[0], choices=formats)
-    include_holdouts = section.boolean("include_holdouts", False)
+    file_format = section.choice("format", formats, default=formats[0])
+    include_holdouts = section.flag("include_holdouts", False)
     if include_holdouts and purpose == "marketing":
         raise section.error("include_holdouts", "holdout customers never reach a marketing destination")
 
     webhook = None
     if type_ == "webhook":
         webhook = WebhookSettings(
-            url=section.string("url", None),
-            url_env=section.string("url_env", None),
-            batch_size=section.integer("batch_size", 500, minimum=1),
-            max_attempts=section.integer("max_attempts", 5, minimum=1),
-            backoff_seconds=section.number("backoff_seconds", 1.0),
-            max_backoff_seconds=section.number("max_backoff_seconds", 60.0),
-            timeout_seconds=section.number("timeout_seconds", 30.0, low=0.001),
-            auth_token_env=section.string("auth_token_env", None),
+            url=_optional_text(section, "url"),
+            url_env=_optional_text(section, "url_env"),
+            batch_size=section.number("batch_size", 500, low=1, integer=True),
+            max_attempts=section.number("max_attempts", 5, low=1, integer=True),
+            backoff_seconds=float(section.number("backoff_seconds", 1.0, low=0)),
+            max_backoff_seconds=float(section.number("max_backoff_seconds", 60.0, low=0)),
+            timeout_seconds=float(section.number("timeout_seconds", 30.0, low=0.001)),
+            auth_token_env=_optional_text(section, "auth_token_env"),
         )
         if webhook.url is not None and not re.match(r"^https?://", webhook.url):
             raise section.error("url", f"expected an http:// or https:// URL, got {webhook.url!r}")
     else:
         for key in _WEBHOOK_KEYS:
-            if key in section.data:
+            if section.has(key):
                 raise section.error(key, f"only a webhook destination takes {key!r}")
-    enabled = section.boolean("enabled", True)
+    enabled = section.flag("enabled", True)
     if enabled and webhook is not None and webhook.url is None and webhook.url_env is None:
         raise section.error("url", "an enabled webhook needs `url` or `url_env`")
     return Destination(
@@ -504,14 +363,14 @@ def _destination(section: _Section) -> Destination:
         type=type_,
         purpose=purpose,
         enabled=enabled,
-        sync_mode=section.string("sync_mode", choices=SYNC_MODES),
-        segments=section.names("segments", allow_all=True),
+        sync_mode=section.choice("sync_mode", SYNC_MODES),
+        segments=_names(section, "segments", allow_all=True),
         fields=fields,
         format=file_format,
         consent=consent,
         include_holdouts=include_holdouts,
-        retain_exports=section.integer("retain_exports", 5, minimum=1),
-        usage=section.string("usage", None),
+        retain_exports=section.number("retain_exports", 5, low=1, integer=True),
+        usage=_optional_text(section, "usage"),
         webhook=webhook,
-        line=section.data.line,
+        line=section.line,
     )

@@ -8,18 +8,12 @@ from segmentation_platform.core.config._located import (
     read_config,
 )
 from segmentation_platform.core.config._paths import CONFIG_DIR
-from segmentation_platform.core.config._sections import (
-    ConfigSection,
-    read_yaml,
-)
 
 __all__ = [
     "CONFIG_DIR",
     "ConfigError",
-    "ConfigSection",
     "LocatedDict",
     "Section",
     "load_located_yaml",
     "read_config",
-    "read_yaml",
 ]

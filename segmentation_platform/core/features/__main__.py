@@ -2,6 +2,6 @@
 
 import sys
 
-from segmentation_platform.core.features._store import feature_dictionary_markdown
+from segmentation_platform.core.features import feature_dictionary_markdown
 
 sys.stdout.write(feature_dictionary_markdown())

@@ -10,14 +10,11 @@ the snapshot, not read from the golden record `identity.customers`: its consent 
 and copying it into last year's snapshots would leak later opt-outs into history. Whoever
 sends marketing must check current consent in `identity.customers`, not in a snapshot.
 
-Every column is declared once in the registry (`feature_registry`); the Dagster column
-schema and `docs/feature_dictionary.md` are generated from it, and the query's output is
-cast to it, so the three cannot drift apart.
+Every column is declared once in the registry (`_registry.feature_registry`); the query's
+output is cast to it.
 """
 
-from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -31,12 +28,11 @@ from segmentation_platform.contracts import (
     SourceContract,
 )
 from segmentation_platform.core import warehouse
-from segmentation_platform.core.config import read_yaml
-from segmentation_platform.core.config._paths import CONFIG_DIR
+from segmentation_platform.core.features._config import FeatureConfig, load_feature_config
+from segmentation_platform.core.features._registry import feature_registry
 from segmentation_platform.core.ingestion import METADATA_COLUMNS
+from segmentation_platform.core.warehouse import tables
 
-CONFIG_PATH = CONFIG_DIR / "features.yaml"
-KEY_MAP_TABLE = "identity.customer_key_map"
 # Raw sources the features read (marketing_spend has no people in it).
 FEATURE_SOURCES: tuple[SourceContract, ...] = (
     WEB_ORDERS,
@@ -46,374 +42,6 @@ FEATURE_SOURCES: tuple[SourceContract, ...] = (
     SUPPORT_TICKETS,
 )
 LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "dormant", "lost")
-
-
-# --------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class LifecycleThresholds:
-    new_within_days: int = 30
-    active_within_days: int = 90
-    at_risk_within_days: int = 180
-    dormant_within_days: int = 365
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    version: int = 1
-    lifecycle: LifecycleThresholds = LifecycleThresholds()
-    email_windows_days: tuple[int, ...] = (30, 90)
-    support_window_days: int = 90
-
-    @property
-    def rate_window_days(self) -> int:
-        return max(self.email_windows_days)
-
-
-def load_feature_config(path: Path | str = CONFIG_PATH) -> FeatureConfig:
-    """Parse and validate `features.yaml`; a bad value raises ConfigError naming file and key."""
-    root = read_yaml(path)
-    root.only("version", "lifecycle", "engagement")
-    lifecycle_section = root.section("lifecycle")
-    lifecycle_section.only(*LifecycleThresholds.__dataclass_fields__)
-    thresholds = {
-        name: lifecycle_section.integer(name, minimum=1) for name in LifecycleThresholds.__dataclass_fields__
-    }
-    ordered = ["active_within_days", "at_risk_within_days", "dormant_within_days"]
-    for shorter, longer in zip(ordered, ordered[1:], strict=False):
-        if thresholds[longer] <= thresholds[shorter]:
-            raise lifecycle_section.error(
-                longer, f"must be greater than {shorter} ({thresholds[shorter]}), got {thresholds[longer]}"
-            )
-    engagement = root.section("engagement")
-    engagement.only("email_windows_days", "support_window_days")
-    windows = engagement.items("email_windows_days")
-    for window in windows:
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise engagement.error("email_windows_days", f"expected positive whole days, got {window!r}")
-    if len(set(windows)) != len(windows):
-        raise engagement.error("email_windows_days", f"windows repeat: {windows}")
-    return FeatureConfig(
-        version=root.integer("version", minimum=1),
-        lifecycle=LifecycleThresholds(**thresholds),
-        email_windows_days=tuple(sorted(windows)),
-        support_window_days=engagement.integer("support_window_days", minimum=1),
-    )
-
-
-# --------------------------------------------------------------------------- registry
-
-
-@dataclass(frozen=True)
-class Feature:
-    name: str
-    sql_type: str
-    unit: str
-    window: str
-    description: str
-    group: str
-
-
-def feature_registry(config: FeatureConfig | None = None) -> tuple[Feature, ...]:
-    """Every column of `features.customer_features`, in table order.
-
-    Windowed email columns follow the configured windows, hence a function of the config.
-    """
-    config = config or FeatureConfig()
-    stages = config.lifecycle
-    history, as_of = "all history", "as of snapshot"
-    rate_window = f"{config.rate_window_days} days"
-
-    def f(name, sql_type, unit, window, description, group):
-        return Feature(name, sql_type, unit, window, description, group)
-
-    email_counts = [
-        f(
-            f"email_{kind}s_{days}d",
-            "BIGINT",
-            "events",
-            f"{days} days",
-            f"Email {kind} events in the {days} days before the snapshot.",
-            "email",
-        )
-        for days in config.email_windows_days
-        for kind in ("send", "open", "click")
-    ]
-    return (
-        f("snapshot_date", "DATE", "date", "-", "Snapshot: features are as of 00:00 on this date.", "key"),
-        f("customer_key", "VARCHAR", "id", "-", "Customer key from identity resolution.", "key"),
-        f(
-            "lifecycle_stage",
-            "VARCHAR",
-            "label",
-            as_of,
-            "prospect (never bought), new (first purchase within "
-            f"{stages.new_within_days} days), active (last purchase within {stages.active_within_days} "
-            f"days), at_risk (within {stages.at_risk_within_days}), dormant (within "
-            f"{stages.dormant_within_days}) or lost.",
-            "lifecycle",
-        ),
-        f("first_purchase_at", "TIMESTAMP", "timestamp", history, "Earliest order or receipt.", "purchases"),
-        f("last_purchase_at", "TIMESTAMP", "timestamp", history, "Latest order or receipt.", "purchases"),
-        f(
-            "recency_days",
-            "INTEGER",
-            "days",
-            history,
-            "Days from the last purchase date to the snapshot date (1 = the day before); NULL if none.",
-            "purchases",
-        ),
-        f("frequency", "BIGINT", "orders", history, "Web orders plus store receipts.", "purchases"),
-        f(
-            "repeat_frequency",
-            "BIGINT",
-            "days",
-            history,
-            "Distinct purchase days minus one: the BG/NBD repeat-purchase count (0 if at most one day).",
-            "purchases",
-        ),
-        f(
-            "monetary_total",
-            "DOUBLE",
-            "currency",
-            history,
-            "Revenue after discounts, all orders.",
-            "purchases",
-        ),
-        f(
-            "monetary_avg",
-            "DOUBLE",
-            "currency",
-            history,
-            "Mean revenue per order; NULL if none.",
-            "purchases",
-        ),
-        f(
-            "mean_interpurchase_days",
-            "DOUBLE",
-            "days",
-            history,
-            "Mean days between consecutive orders; NULL below two orders.",
-            "purchases",
-        ),
-        f("web_orders", "BIGINT", "orders", history, "Orders placed in the web shop.", "channel"),
-        f(
-            "pos_orders",
-            "BIGINT",
-            "orders",
-            history,
-            "Receipts from stores (loyalty or e-receipt).",
-            "channel",
-        ),
-        f(
-            "web_revenue_share",
-            "DOUBLE",
-            "share 0-1",
-            history,
-            "Share of revenue from the web shop; NULL if no revenue.",
-            "channel",
-        ),
-        f(
-            "purchase_channels",
-            "VARCHAR",
-            "label",
-            history,
-            "web, pos or omnichannel (bought in both); NULL if never bought.",
-            "channel",
-        ),
-        f(
-            "distinct_categories",
-            "BIGINT",
-            "categories",
-            history,
-            "Distinct product categories among orders with a category.",
-            "basket",
-        ),
-        f(
-            "category_entropy",
-            "DOUBLE",
-            "bits",
-            history,
-            "Shannon entropy of orders over categories: 0 = one category only; NULL without categories.",
-            "basket",
-        ),
-        f(
-            "top_category",
-            "VARCHAR",
-            "label",
-            history,
-            "Category with the most orders (ties: alphabetically first).",
-            "basket",
-        ),
-        f(
-            "top_category_share",
-            "DOUBLE",
-            "share 0-1",
-            history,
-            "Share of categorised orders in the top category.",
-            "basket",
-        ),
-        f(
-            "discount_share",
-            "DOUBLE",
-            "share 0-1",
-            history,
-            "Discount / (revenue + discount) over orders with a known discount.",
-            "basket",
-        ),
-        f(
-            "discounted_order_share",
-            "DOUBLE",
-            "share 0-1",
-            history,
-            "Share of orders (with a known discount) that had one.",
-            "basket",
-        ),
-        f(
-            "contribution_margin",
-            "DOUBLE",
-            "currency",
-            history,
-            "Revenue minus cost of goods over orders with a known cost; NULL if none.",
-            "margin",
-        ),
-        f(
-            "margin_rate",
-            "DOUBLE",
-            "share",
-            history,
-            "Contribution margin / revenue of the orders with a known cost.",
-            "margin",
-        ),
-        *email_counts,
-        f(
-            f"email_open_rate_{config.rate_window_days}d",
-            "DOUBLE",
-            "share 0-1",
-            rate_window,
-            "Opens per send (capped at 1); NULL without sends.",
-            "email",
-        ),
-        f(
-            f"email_click_rate_{config.rate_window_days}d",
-            "DOUBLE",
-            "share 0-1",
-            rate_window,
-            "Clicks per send (capped at 1); NULL without sends.",
-            "email",
-        ),
-        f(
-            f"support_tickets_{config.support_window_days}d",
-            "BIGINT",
-            "tickets",
-            f"{config.support_window_days} days",
-            f"Support tickets opened in the {config.support_window_days} days before the snapshot.",
-            "support",
-        ),
-        f("support_tickets_total", "BIGINT", "tickets", history, "Support tickets ever opened.", "support"),
-        f(
-            "support_satisfaction_mean",
-            "DOUBLE",
-            "score 1-5",
-            history,
-            "Mean post-resolution satisfaction; NULL if never rated.",
-            "support",
-        ),
-        f(
-            "acquisition_channel",
-            "VARCHAR",
-            "label",
-            history,
-            "Channel of the earliest web order or CRM contact version that names one.",
-            "acquisition",
-        ),
-        f(
-            "email_consent",
-            "BOOLEAN",
-            "flag",
-            as_of,
-            "Latest statement: CRM email consent, or false after a later unsubscribe; NULL if never stated.",
-            "consent",
-        ),
-        f(
-            "sms_consent",
-            "BOOLEAN",
-            "flag",
-            as_of,
-            "Latest CRM SMS consent; NULL if never stated.",
-            "consent",
-        ),
-        f("unsubscribed", "BOOLEAN", "flag", as_of, "Has unsubscribed from email at least once.", "consent"),
-        f(
-            "first_seen_at",
-            "TIMESTAMP",
-            "timestamp",
-            history,
-            "Earliest record of any kind: order, receipt, CRM contact, email event, ticket.",
-            "relationship",
-        ),
-        f("last_seen_at", "TIMESTAMP", "timestamp", history, "Latest record of any kind.", "relationship"),
-        f(
-            "tenure_days",
-            "INTEGER",
-            "days",
-            history,
-            "Days from the first_seen_at date to the snapshot date.",
-            "relationship",
-        ),
-    )
-
-
-def feature_columns(config: FeatureConfig | None = None) -> dict[str, str]:
-    """name -> SQL type, for `ensure_table`."""
-    return {feature.name: feature.sql_type for feature in feature_registry(config)}
-
-
-def feature_dictionary_markdown(config: FeatureConfig | None = None) -> str:
-    """The feature dictionary; `docs/feature_dictionary.md` is exactly this text."""
-    config = config or load_feature_config()
-    lines = [
-        "# Feature dictionary",
-        "",
-        "<!-- Generated from segmentation_platform/core/features/ and config/features.yaml:",
-        "     python -m segmentation_platform.core.features > docs/feature_dictionary.md -->",
-        "",
-        "Table `features.customer_features`: one row per customer and weekly snapshot, for every",
-        "customer with at least one purchase, contact, email event or ticket before the snapshot.",
-        "A snapshot is taken **as of 00:00 on `snapshot_date`**: only records whose event time is",
-        "strictly before that instant are read. Orders are web orders plus store receipts that",
-        "identity resolution tied to a customer; anonymous receipts count in no customer.",
-        "Counts are 0 when there is nothing to count; rates and shares are NULL when undefined.",
-        "",
-        "| column | type | unit | window | group | description |",
-        "|---|---|---|---|---|---|",
-    ]
-    for feature in feature_registry(config):
-        lines.append(
-            f"| {feature.name} | {feature.sql_type} | {feature.unit} | {feature.window} "
-            f"| {feature.group} | {feature.description} |"
-        )
-    stages = config.lifecycle
-    lines += [
-        "",
-        "## Lifecycle stages",
-        "",
-        "First matching rule wins; days run from the purchase date to the snapshot date.",
-        "",
-        "| stage | rule |",
-        "|---|---|",
-        "| prospect | no purchase yet |",
-        f"| new | first purchase at most {stages.new_within_days} days ago |",
-        f"| active | last purchase at most {stages.active_within_days} days ago |",
-        f"| at_risk | last purchase at most {stages.at_risk_within_days} days ago |",
-        f"| dormant | last purchase at most {stages.dormant_within_days} days ago |",
-        f"| lost | last purchase more than {stages.dormant_within_days} days ago |",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- computation
 
 
 def snapshot_cutoff(snapshot_date: date) -> datetime:
@@ -429,7 +57,7 @@ def _source_rows(conn: duckdb.DuckDBPyConnection, contract: SourceContract) -> s
     The person_ref is evaluated here, from the contract, as `_person_ref`. Only keys
     loaded more than once go through the window (4x faster when, as usual, none are).
     """
-    table = f"raw.{contract.name}"
+    table = tables.raw_table(contract.name)
     wanted = {c.name: c.duckdb_type for c in contract.columns} | METADATA_COLUMNS
     present = set(warehouse.table_columns(conn, table))
     if present:
@@ -465,20 +93,20 @@ def _source_rows(conn: duckdb.DuckDBPyConnection, contract: SourceContract) -> s
 def _require_key_map(conn: duckdb.DuckDBPyConnection) -> None:
     # Existence via table_columns (fetchall): with duckdb 2.0 a result read by fetchone() stays
     # open and makes the next register()/sql() on the connection fail.
-    columns = set(warehouse.table_columns(conn, KEY_MAP_TABLE))
+    columns = set(warehouse.table_columns(conn, tables.CUSTOMER_KEY_MAP))
     if not columns:
-        raise ValueError(f"{KEY_MAP_TABLE} does not exist: materialize identity resolution first")
+        raise ValueError(f"{tables.CUSTOMER_KEY_MAP} does not exist: materialize identity resolution first")
     missing = {"source", "source_id", "customer_key"} - columns
     if missing:
-        raise ValueError(f"{KEY_MAP_TABLE} lacks column(s) {', '.join(sorted(missing))}")
+        raise ValueError(f"{tables.CUSTOMER_KEY_MAP} lacks column(s) {', '.join(sorted(missing))}")
     repeated = conn.execute(
-        f"SELECT source, count(*), min(source_id) FROM (SELECT source, source_id FROM {KEY_MAP_TABLE} "
+        f"SELECT source, count(*), min(source_id) FROM (SELECT source, source_id FROM {tables.CUSTOMER_KEY_MAP} "
         "GROUP BY ALL HAVING count(*) > 1) GROUP BY source ORDER BY source"
     ).fetchall()
     if repeated:
         detail = "; ".join(f"{source}: {count} (e.g. {example!r})" for source, count, example in repeated)
         raise ValueError(
-            f"{KEY_MAP_TABLE} holds some source records more than once, which would count their rows "
+            f"{tables.CUSTOMER_KEY_MAP} holds some source records more than once, which would count their rows "
             f"twice: {detail}"
         )
 
@@ -505,7 +133,7 @@ def customer_orders_sql(conn: duckdb.DuckDBPyConnection) -> str:
     _require_key_map(conn)
     return f"""
 WITH
-key_map AS (SELECT source, source_id, customer_key FROM {KEY_MAP_TABLE}),
+key_map AS (SELECT source, source_id, customer_key FROM {tables.CUSTOMER_KEY_MAP}),
 web AS {_source_rows(conn, WEB_ORDERS)},
 pos AS {_source_rows(conn, POS_TRANSACTIONS)}
 {_ORDERS_SELECT}"""
@@ -532,7 +160,7 @@ def customer_features_sql(conn: duckdb.DuckDBPyConnection, config: FeatureConfig
     )
     return f"""
 WITH
-key_map AS (SELECT source, source_id, customer_key FROM {KEY_MAP_TABLE}),
+key_map AS (SELECT source, source_id, customer_key FROM {tables.CUSTOMER_KEY_MAP}),
 web AS {_source_rows(conn, WEB_ORDERS)},
 pos AS {_source_rows(conn, POS_TRANSACTIONS)},
 crm AS {_source_rows(conn, CRM_CONTACTS)},
@@ -719,7 +347,7 @@ def order_coverage(conn: duckdb.DuckDBPyConnection, snapshot_date: date) -> dict
     """
     _require_key_map(conn)
     sql = f"""
-    WITH key_map AS (SELECT source, source_id, customer_key FROM {KEY_MAP_TABLE}),
+    WITH key_map AS (SELECT source, source_id, customer_key FROM {tables.CUSTOMER_KEY_MAP}),
     web AS {_source_rows(conn, WEB_ORDERS)},
     pos AS {_source_rows(conn, POS_TRANSACTIONS)},
     orders AS (

@@ -17,29 +17,13 @@ from pathlib import Path
 import polars as pl
 
 from segmentation_platform.contracts import Column, SourceContract
+from segmentation_platform.core.ingestion._tables import quarantine_schema, raw_schema
 
 LANDING_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[._-][^/]*)?\.(csv|parquet)$")
 
 TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f")
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
-
-METADATA_COLUMNS = {
-    "_partition_date": "DATE",
-    "_source_file": "VARCHAR",
-    "_line": "BIGINT",
-    "_loaded_at": "TIMESTAMP",
-}
-
-QUARANTINE_COLUMNS = {
-    "_partition_date": "DATE",
-    "_source_file": "VARCHAR",
-    "_line": "BIGINT",
-    "column_name": "VARCHAR",
-    "reason": "VARCHAR",
-    "raw_record": "VARCHAR",
-    "_loaded_at": "TIMESTAMP",
-}
 
 _POLARS_TYPES = {
     "string": pl.String,
@@ -62,10 +46,6 @@ class ParsedBatch:
     # One row per file: partition date, file name, number of data rows it held.
     landing_counts: pl.DataFrame
     ignored_columns: list[str]
-
-
-def raw_table_columns(contract: SourceContract) -> dict[str, str]:
-    return {c.name: c.duckdb_type for c in contract.columns} | METADATA_COLUMNS
 
 
 def landing_files(landing_dir: Path, source: str, day: date) -> list[Path]:
@@ -118,7 +98,7 @@ def parse_landing_files(
             quarantined.append(
                 pl.concat([bad, shape_rejects], how="vertical")
                 .with_columns(pl.lit(day).alias("_partition_date"), pl.lit(name).alias("_source_file"))
-                .select([c for c in QUARANTINE_COLUMNS if c != "_loaded_at"])
+                .select([c for c in quarantine_schema(contract.name).names if c != "_loaded_at"])
             )
     loaded = pl.lit(loaded_at).cast(pl.Datetime("us")).alias("_loaded_at")
     accepted_frame = (
@@ -135,8 +115,8 @@ def parse_landing_files(
         counts, schema={"_partition_date": pl.Date, "_source_file": pl.String, "landing_rows": pl.Int64}
     )
     return ParsedBatch(
-        accepted=accepted_frame.select(list(raw_table_columns(contract))),
-        quarantined=quarantine_frame.select(list(QUARANTINE_COLUMNS)),
+        accepted=accepted_frame.select(raw_schema(contract).names),
+        quarantined=quarantine_frame.select(quarantine_schema(contract.name).names),
         landing_counts=landing,
         ignored_columns=sorted(ignored),
     )

@@ -11,21 +11,25 @@ from datetime import date, datetime
 import duckdb
 import pandas as pd
 
-from segmentation_platform.core.warehouse import ensure_table, table_ref
+from segmentation_platform.core.warehouse import TableSchema, columns, ensure_table, table_ref, tables
 
-REGISTRY_TABLE = "models.registry"
-REGISTRY_COLUMNS = {
-    "model": "VARCHAR",
-    "version": "VARCHAR",
-    "snapshot_date": "DATE",
-    "fitted_at": "TIMESTAMP",
-    "training_start": "DATE",
-    "training_end": "DATE",
-    "n_training_rows": "BIGINT",
-    "parameters": "VARCHAR",
-    "metrics": "VARCHAR",
-    "is_champion": "BOOLEAN",
-}
+REGISTRY_SCHEMA = TableSchema(
+    table=tables.MODEL_REGISTRY,
+    grain="model x snapshot",
+    columns=columns(
+        ("model", "VARCHAR", "Model name (e.g. bgnbd, churn_survival, behaviour_clusters)"),
+        ("version", "VARCHAR", "code_version of the asset that fitted it"),
+        ("snapshot_date", "DATE", "Snapshot the model was fitted for"),
+        ("fitted_at", "TIMESTAMP", "When it was fitted (UTC)"),
+        ("training_start", "DATE", "First day (or snapshot) of its training data"),
+        ("training_end", "DATE", "Last day (or snapshot) of its training data"),
+        ("n_training_rows", "BIGINT", "Rows it was fitted on"),
+        ("parameters", "VARCHAR", "JSON: fitted parameters and the settings behind them"),
+        ("metrics", "VARCHAR", "JSON: validation metrics"),
+        ("is_champion", "BOOLEAN", "Whether this model produced the snapshot's published scores"),
+    ),
+)
+REGISTRY_TABLE = REGISTRY_SCHEMA.table
 
 
 @dataclass
@@ -43,7 +47,7 @@ class ModelRecord:
 
 
 def record_models(conn: duckdb.DuckDBPyConnection, records: list[ModelRecord]) -> None:
-    ensure_table(conn, REGISTRY_TABLE, REGISTRY_COLUMNS)
+    ensure_table(conn, REGISTRY_TABLE, REGISTRY_SCHEMA.sql_columns)
     if not records:
         return
     frame = pd.DataFrame(

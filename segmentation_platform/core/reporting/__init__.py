@@ -1,21 +1,18 @@
-"""Reporting: the HTML report of a snapshot and its inline SVG charts.
+"""Reporting: the per-snapshot HTML segment report and its inline SVG charts.
 
-The names below are the public surface (what notebooks, defs and tests import); the private
-modules behind them may change.
+`load_report_data(conn, snapshot)` reads what the report shows from the warehouse,
+`render_report(data)` turns it into one self-contained HTML file (no network, no
+scripts) and `markdown_summary(data)` into a compact table for run metadata.
 """
 
-from segmentation_platform.core.reporting._charts import (
-    bar_chart,
-)
-from segmentation_platform.core.reporting._report import (
-    load_report_data,
-    markdown_summary,
-    render_report,
-)
+from segmentation_platform.core.reporting._charts import bar_chart
+from segmentation_platform.core.reporting._data import ReportData, load_report_data
+from segmentation_platform.core.reporting._report import markdown_summary, render_report
 
 __all__ = [
-    "bar_chart",
+    "ReportData",
     "load_report_data",
-    "markdown_summary",
     "render_report",
+    "markdown_summary",
+    "bar_chart",
 ]

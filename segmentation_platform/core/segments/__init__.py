@@ -4,44 +4,51 @@ The names below are the public surface (what notebooks, defs and tests import); 
 modules behind them may change.
 """
 
+from segmentation_platform.core.segments._assign import (
+    SchemeDataError,
+    assign_segments,
+    load_sources,
+    segment_profiles,
+)
+from segmentation_platform.core.segments._changelog import changelog_entry, latest_change, record_scheme
+from segmentation_platform.core.segments._checks import assignment_problems, empty_segments, segment_count_ok
+from segmentation_platform.core.segments._parse import load_scheme, parse_scheme
 from segmentation_platform.core.segments._scheme import (
-    CHANGELOG_TABLE,
     LOGIC_VERSION,
     MAX_SEGMENTS,
     MIN_SEGMENTS,
-    PROFILE_COLUMNS,
     SCHEME_PATH,
     SOURCE_TABLES,
-    SchemeDataError,
-    SchemeError,
     SegmentScheme,
-    assign_segments,
-    assignment_columns,
-    changelog_entry,
-    latest_change,
-    load_scheme,
-    parse_scheme,
-    record_scheme,
-    segment_profiles,
+)
+from segmentation_platform.core.segments._tables import (
+    SEGMENT_CHANGELOG_SCHEMA,
+    SEGMENT_PROFILES_SCHEMA,
+    TABLE_SCHEMAS,
+    assignments_schema,
 )
 
 __all__ = [
-    "CHANGELOG_TABLE",
     "LOGIC_VERSION",
     "MAX_SEGMENTS",
     "MIN_SEGMENTS",
-    "PROFILE_COLUMNS",
     "SCHEME_PATH",
+    "SEGMENT_CHANGELOG_SCHEMA",
+    "SEGMENT_PROFILES_SCHEMA",
     "SOURCE_TABLES",
+    "TABLE_SCHEMAS",
     "SchemeDataError",
-    "SchemeError",
     "SegmentScheme",
     "assign_segments",
-    "assignment_columns",
+    "assignment_problems",
+    "assignments_schema",
     "changelog_entry",
+    "empty_segments",
     "latest_change",
     "load_scheme",
+    "load_sources",
     "parse_scheme",
     "record_scheme",
+    "segment_count_ok",
     "segment_profiles",
 ]

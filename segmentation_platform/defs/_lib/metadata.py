@@ -6,26 +6,10 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
-from segmentation_platform.contracts import SourceContract
 from segmentation_platform.core import warehouse
 from segmentation_platform.core.warehouse import TableSchema
 
 OWNER = "team:data-platform"
-
-
-def column_schema(columns: dict[str, tuple[str, str]], pii: set[str] = frozenset()) -> dg.TableSchema:
-    """`columns` maps name -> (SQL type, description)."""
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name=name,
-                type=sql_type,
-                description=description,
-                tags={"pii": ""} if name in pii else {},
-            )
-            for name, (sql_type, description) in columns.items()
-        ]
-    )
 
 
 def dagster_schema(schema: TableSchema) -> dg.TableSchema:
@@ -42,24 +26,15 @@ def dagster_schema(schema: TableSchema) -> dg.TableSchema:
 
 def schema_metadata(schema: TableSchema) -> dict:
     """Definition metadata of a table asset: its table name and column schema, from core."""
-    return table_metadata(schema.table, dagster_schema(schema))
-
-
-def contract_schema(contract: SourceContract, extra: dict[str, tuple[str, str]]) -> dg.TableSchema:
-    columns = {
-        c.name: (c.duckdb_type, c.description + ("" if not c.required else " (required)"))
-        for c in contract.columns
+    return {
+        "dagster/table_name": f"warehouse.{schema.table}",
+        "dagster/column_schema": dagster_schema(schema),
     }
-    return column_schema(columns | extra, pii=set(contract.pii_columns))
 
 
 def version_of(*parts: object) -> str:
     """A code_version that changes whenever any of its inputs (logic version, contract, config) does."""
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
-
-
-def table_metadata(table: str, schema: dg.TableSchema) -> dict:
-    return {"dagster/table_name": f"warehouse.{table}", "dagster/column_schema": schema}
 
 
 # Derived columns -> the upstream (asset, column) pairs they are computed from. Kept in one

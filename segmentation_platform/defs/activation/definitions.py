@@ -1,6 +1,11 @@
 """Group `activation`: holdouts and consent-audited exports (weekly snapshots)."""
 
-from segmentation_platform.defs._lib.definitions import group_definitions
-from segmentation_platform.defs.activation.assets import activation_assets
+import dagster as dg
 
-defs = group_definitions(activation_assets)
+from segmentation_platform.defs._lib.config import PlatformConfig
+from segmentation_platform.defs._lib.definitions import group_definitions
+from segmentation_platform.defs.activation.assets import build_activation_assets
+
+
+def build_defs(config: PlatformConfig) -> dg.Definitions:
+    return group_definitions(build_activation_assets(config.activation))

@@ -10,129 +10,97 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from segmentation_platform.core import features, warehouse
-from segmentation_platform.defs._lib.metadata import (
-    OWNER,
-    count_rows,
-    distribution_markdown,
-    table_metadata,
-    version_of,
-)
+from segmentation_platform.defs._lib.keys import CUSTOMER_FEATURES_KEY, CUSTOMER_KEY_MAP_KEY, raw_key
+from segmentation_platform.defs._lib.metadata import OWNER, distribution_markdown, schema_metadata, version_of
 from segmentation_platform.defs._lib.partitions import snapshot_dates, weekly_snapshots
 
 FEATURES_LOGIC_VERSION = "1"
-FEATURE_CONFIG = features.load_feature_config()
-
-FEATURES_KEY = dg.AssetKey(["features", "customer_features"])
-KEY_MAP_KEY = dg.AssetKey(["identity", "customer_key_map"])
-FEATURES_TABLE = "features.customer_features"
-
 UNIQUE_CHECK = "one_row_per_customer_per_snapshot"
 NO_FUTURE_CHECK = "reads_no_data_after_snapshot"
 
 
-def _feature_schema() -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name=feature.name,
-                type=feature.sql_type,
-                description=f"{feature.description} Unit: {feature.unit}; window: {feature.window}.",
-                tags={"group": feature.group},
+def features_code_version(config: features.FeatureConfig) -> str:
+    """Logic version, the feature config (every key changes results; there are no runtime
+    knobs) and how each source names its person."""
+    return version_of(
+        FEATURES_LOGIC_VERSION, config, [source.person_ref for source in features.FEATURE_SOURCES]
+    )
+
+
+def build_feature_assets(config: features.FeatureConfig) -> list:
+    """The `customer_features` asset (with its two checks) under `config`."""
+    schema = features.customer_features_schema(config)
+
+    @dg.asset(
+        key=CUSTOMER_FEATURES_KEY,
+        description=schema.description,
+        group_name="features",
+        partitions_def=weekly_snapshots,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="duckdb",
+        deps=[*(raw_key(source.name) for source in features.FEATURE_SOURCES), CUSTOMER_KEY_MAP_KEY],
+        owners=[OWNER],
+        kinds={"duckdb", "sql"},
+        code_version=features_code_version(config),
+        metadata=schema_metadata(schema),
+        tags={"layer": "features"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                UNIQUE_CHECK,
+                asset=CUSTOMER_FEATURES_KEY,
+                blocking=True,
+                description="No customer appears twice in a snapshot and every row has a customer_key.",
+            ),
+            dg.AssetCheckSpec(
+                NO_FUTURE_CHECK,
+                asset=CUSTOMER_FEATURES_KEY,
+                blocking=True,
+                description="Every purchase and record a row was built from is dated before its snapshot.",
+            ),
+        ],
+    )
+    def customer_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+        dates = snapshot_dates(context)
+        written = {}
+        with duckdb.get_connection() as conn:
+            for snapshot in dates:
+                frame = features.compute_customer_features(conn, snapshot, config)
+                written[snapshot] = warehouse.replace_partitions(
+                    conn, schema.table, frame, "snapshot_date", [snapshot], columns=schema.sql_columns
+                )
+                context.log.info(f"features as of {snapshot}: {written[snapshot]} customers")
+            coverage = features.order_coverage(conn, dates[-1])
+            checked = features.check_snapshots(conn, dates)
+            total_rows = warehouse.row_count(conn, schema.table)
+            stages = distribution_markdown(
+                conn, schema.table, "lifecycle_stage", dates, order=list(features.LIFECYCLE_STAGES)
             )
-            for feature in features.feature_registry(FEATURE_CONFIG)
-        ]
-    )
-
-
-@dg.asset(
-    key=FEATURES_KEY,
-    description=(
-        "Customer features as of 00:00 on each weekly snapshot date (the partition's end): "
-        "purchases, channels, basket, margin, email engagement, support, acquisition, consent and "
-        "lifecycle stage, one row per customer with any record before the snapshot. Only records "
-        "dated before the snapshot are read. Dictionary: docs/feature_dictionary.md."
-    ),
-    group_name="features",
-    partitions_def=weekly_snapshots,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    deps=[*(dg.AssetKey(["raw", source.name]) for source in features.FEATURE_SOURCES), KEY_MAP_KEY],
-    owners=[OWNER],
-    kinds={"duckdb", "sql"},
-    code_version=version_of(
-        FEATURES_LOGIC_VERSION, FEATURE_CONFIG, [source.person_ref for source in features.FEATURE_SOURCES]
-    ),
-    metadata=table_metadata(FEATURES_TABLE, _feature_schema()),
-    tags={"layer": "features"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            UNIQUE_CHECK,
-            asset=FEATURES_KEY,
-            blocking=True,
-            description="No customer appears twice in a snapshot and every row has a customer_key.",
-        ),
-        dg.AssetCheckSpec(
-            NO_FUTURE_CHECK,
-            asset=FEATURES_KEY,
-            blocking=True,
-            description="Every purchase and record a row was built from is dated before its snapshot.",
-        ),
-    ],
-)
-def customer_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
-    dates = snapshot_dates(context)
-    columns = features.feature_columns(FEATURE_CONFIG)
-    written = {}
-    with duckdb.get_connection() as conn:
-        for snapshot in dates:
-            frame = features.compute_customer_features(conn, snapshot, FEATURE_CONFIG)
-            written[snapshot] = warehouse.replace_partitions(
-                conn, FEATURES_TABLE, frame, "snapshot_date", [snapshot], columns=columns
-            )
-            context.log.info(f"features as of {snapshot}: {written[snapshot]} customers")
-        coverage = features.order_coverage(conn, dates[-1])
-        table = warehouse.table_ref(FEATURES_TABLE)
-        in_run = "snapshot_date IN (SELECT unnest(?))"
-        duplicates = count_rows(
-            conn,
-            f"SELECT count(*) FROM (SELECT snapshot_date, customer_key FROM {table} WHERE {in_run} "
-            "GROUP BY ALL HAVING count(*) > 1)",
-            [dates],
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": total_rows,
+                "dagster/partition_row_count": sum(written.values()),
+                "snapshots": dg.MetadataValue.json({d.isoformat(): n for d, n in written.items()}),
+                "lifecycle_stages": dg.MetadataValue.md(stages),
+                "orders_before_latest_snapshot": coverage["orders"],
+                "anonymous_orders": coverage["anonymous_orders"],
+                "orders_unknown_to_identity": coverage["unmapped_orders"],
+            }
         )
-        missing_keys = count_rows(
-            conn, f"SELECT count(*) FROM {table} WHERE {in_run} AND customer_key IS NULL", [dates]
+        yield dg.AssetCheckResult(
+            check_name=UNIQUE_CHECK,
+            passed=checked.unique,
+            metadata={
+                "duplicated_customers": checked.duplicated_customers,
+                "rows_without_customer_key": checked.rows_without_customer_key,
+            },
         )
-        future_rows = count_rows(
-            conn,
-            f"SELECT count(*) FROM {table} WHERE {in_run} AND (last_seen_at >= snapshot_date "
-            "OR last_purchase_at >= snapshot_date OR first_seen_at >= snapshot_date OR recency_days < 1)",
-            [dates],
+        yield dg.AssetCheckResult(
+            check_name=NO_FUTURE_CHECK,
+            passed=checked.no_future,
+            metadata={
+                "rows_with_data_at_or_after_snapshot": checked.rows_with_data_at_or_after_snapshot,
+                "snapshots_checked": len(dates),
+            },
         )
-        total_rows = warehouse.row_count(conn, FEATURES_TABLE)
-        stages = distribution_markdown(
-            conn, FEATURES_TABLE, "lifecycle_stage", dates, order=list(features.LIFECYCLE_STAGES)
-        )
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": total_rows,
-            "dagster/partition_row_count": sum(written.values()),
-            "snapshots": dg.MetadataValue.json({d.isoformat(): n for d, n in written.items()}),
-            "lifecycle_stages": dg.MetadataValue.md(stages),
-            "orders_before_latest_snapshot": coverage["orders"],
-            "anonymous_orders": coverage["anonymous_orders"],
-            "orders_unknown_to_identity": coverage["unmapped_orders"],
-        }
-    )
-    yield dg.AssetCheckResult(
-        check_name=UNIQUE_CHECK,
-        passed=duplicates == 0 and missing_keys == 0,
-        metadata={"duplicated_customers": duplicates, "rows_without_customer_key": missing_keys},
-    )
-    yield dg.AssetCheckResult(
-        check_name=NO_FUTURE_CHECK,
-        passed=future_rows == 0,
-        metadata={"rows_with_data_at_or_after_snapshot": future_rows, "snapshots_checked": len(dates)},
-    )
 
-
-feature_assets = [customer_features]
+    return [customer_features]

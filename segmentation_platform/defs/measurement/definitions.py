@@ -1,6 +1,11 @@
 """Group `measurement`: KPIs, migration, lift and the HTML report (weekly snapshots)."""
 
-from segmentation_platform.defs._lib.definitions import group_definitions
-from segmentation_platform.defs.measurement.assets import measurement_assets
+import dagster as dg
 
-defs = group_definitions(measurement_assets)
+from segmentation_platform.defs._lib.config import PlatformConfig
+from segmentation_platform.defs._lib.definitions import group_definitions
+from segmentation_platform.defs.measurement.assets import build_measurement_assets
+
+
+def build_defs(config: PlatformConfig) -> dg.Definitions:
+    return group_definitions(build_measurement_assets(config.activation))

@@ -14,53 +14,21 @@ from dagster_duckdb import DuckDBResource
 from segmentation_platform.core import warehouse
 from segmentation_platform.core.models import clustering
 from segmentation_platform.core.models.registry import ModelRecord, record_models
-from segmentation_platform.defs._lib.metadata import (
-    OWNER,
-    column_schema,
-    markdown_table,
-    table_metadata,
-    version_of,
+from segmentation_platform.core.warehouse import tables
+from segmentation_platform.defs._lib.keys import (
+    BEHAVIOUR_CLUSTER_PROFILES_KEY,
+    BEHAVIOUR_CLUSTERS_KEY,
+    CUSTOMER_FEATURES_KEY,
 )
+from segmentation_platform.defs._lib.metadata import OWNER, markdown_table, schema_metadata, version_of
 from segmentation_platform.defs._lib.partitions import snapshot_dates, weekly_snapshots
-from segmentation_platform.defs.features.assets import FEATURES_KEY, FEATURES_TABLE
 
-CLUSTERING_CONFIG = clustering.load_clustering_config()
-CODE_VERSION = version_of(clustering.LOGIC_VERSION, CLUSTERING_CONFIG)
-
-CLUSTERS_KEY = dg.AssetKey(["models", "behaviour_clusters"])
-PROFILES_KEY = dg.AssetKey(["models", "behaviour_cluster_profiles"])
-CLUSTERS_TABLE = "models.behaviour_clusters"
-PROFILES_TABLE = "models.behaviour_cluster_profiles"
+CLUSTERS_TABLE = clustering.BEHAVIOUR_CLUSTERS_SCHEMA.table
+PROFILES_TABLE = clustering.BEHAVIOUR_CLUSTER_PROFILES_SCHEMA.table
+FEATURES_TABLE = tables.CUSTOMER_FEATURES
 
 ONE_CLUSTER_CHECK = "one_cluster_per_buyer"
 K_RANGE_CHECK = "cluster_count_in_range"
-
-CLUSTER_DOCS = {
-    "customer_key": ("VARCHAR", "Customer key (buyers only)"),
-    "snapshot_date": ("DATE", "Snapshot clustered"),
-    "cluster_id": ("INTEGER", "Behavioural cluster; the same id means the same cluster across snapshots"),
-    "cluster_label": ("VARCHAR", "Generated from the cluster's most distinguishing features"),
-    "distance_to_centroid": ("DOUBLE", "Distance to the cluster centre in standard deviations"),
-}
-PROFILE_DOCS = {
-    "snapshot_date": ("DATE", "Snapshot clustered"),
-    "cluster_id": ("INTEGER", "Stable cluster id"),
-    "cluster_label": ("VARCHAR", "Generated label"),
-    "customers": ("BIGINT", "Buyers in the cluster"),
-    "share": ("DOUBLE", "Share of the snapshot's buyers"),
-    "matched_previous": ("BOOLEAN", "Continues a cluster of the previous snapshot (same id)"),
-    "centroid_shift": ("DOUBLE", "Distance moved since the previous snapshot, in standard deviations"),
-    "top_features": (
-        "VARCHAR",
-        "JSON: the features setting the cluster apart (z-score of means vs the base)",
-    ),
-    "feature_means": ("VARCHAR", "JSON: mean of each clustering feature, in its own units"),
-    "feature_z_scores": ("VARCHAR", "JSON: z-score of each feature's mean against the base"),
-    "centroid": ("VARCHAR", "JSON: centroid in model units (log1p where configured), for id matching"),
-    "k": ("INTEGER", "Number of clusters chosen by silhouette"),
-    "method": ("VARCHAR", "kmeans or agglomerative"),
-    "silhouette": ("DOUBLE", "Silhouette of the chosen k on a sample"),
-}
 
 
 def previous_clusters(conn, snapshot: date) -> tuple[pd.DataFrame, int | None]:
@@ -79,154 +47,168 @@ def previous_clusters(conn, snapshot: date) -> tuple[pd.DataFrame, int | None]:
     return clustering.centroids_from_profiles(profiles), int(highest) + 1
 
 
-@dg.multi_asset(
-    name="behaviour_clustering",
-    partitions_def=weekly_snapshots,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    group_name="models",
-    specs=[
-        dg.AssetSpec(
-            CLUSTERS_KEY,
-            description=(
-                "Behavioural cluster of every buyer at the snapshot: k-means on standardized channel mix, "
-                "category mix, email engagement, basket size and discount use, k in "
-                f"[{CLUSTERING_CONFIG.k_min}, {CLUSTERING_CONFIG.k_max}] by silhouette. Ids are stable: "
-                "each cluster keeps the id of the previous snapshot's cluster it matches (Hungarian "
-                "assignment on centroids)."
+def clustering_code_version(config: clustering.ClusteringConfig) -> str:
+    """Logic version and every setting that changes clusters; `threads` only changes speed."""
+    return version_of(clustering.LOGIC_VERSION, config.result_settings())
+
+
+def build_cluster_assets(config: clustering.ClusteringConfig) -> list:
+    """The clustering multi-asset (assignments and profiles, with their checks) for one config."""
+    return [_behaviour_clustering_asset(config)]
+
+
+def _behaviour_clustering_asset(config: clustering.ClusteringConfig) -> dg.AssetsDefinition:
+    code_version = clustering_code_version(config)
+
+    @dg.multi_asset(
+        name="behaviour_clustering",
+        partitions_def=weekly_snapshots,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="duckdb",
+        group_name="models",
+        specs=[
+            dg.AssetSpec(
+                BEHAVIOUR_CLUSTERS_KEY,
+                description=(
+                    "Behavioural cluster of every buyer at the snapshot: k-means on standardized channel mix, "
+                    "category mix, email engagement, basket size and discount use, k in "
+                    f"[{config.k_min}, {config.k_max}] by silhouette. Ids are stable: "
+                    "each cluster keeps the id of the previous snapshot's cluster it matches (Hungarian "
+                    "assignment on centroids)."
+                ),
+                deps=[CUSTOMER_FEATURES_KEY],
+                owners=[OWNER],
+                kinds={"duckdb", "scikitlearn", "python"},
+                code_version=code_version,
+                metadata=schema_metadata(clustering.BEHAVIOUR_CLUSTERS_SCHEMA)
+                | {"features": ", ".join(f.column for f in config.features)},
+                tags={"layer": "models"},
             ),
-            deps=[FEATURES_KEY],
-            owners=[OWNER],
-            kinds={"duckdb", "scikitlearn", "python"},
-            code_version=CODE_VERSION,
-            metadata=table_metadata(CLUSTERS_TABLE, column_schema(CLUSTER_DOCS))
-            | {"features": ", ".join(f.column for f in CLUSTERING_CONFIG.features)},
-            tags={"layer": "models"},
-        ),
-        dg.AssetSpec(
-            PROFILES_KEY,
-            description="One row per cluster and snapshot: size, label, distinguishing features, centroid.",
-            deps=[FEATURES_KEY],
-            owners=[OWNER],
-            kinds={"duckdb", "python"},
-            code_version=CODE_VERSION,
-            metadata=table_metadata(PROFILES_TABLE, column_schema(PROFILE_DOCS)),
-            tags={"layer": "models"},
-        ),
-    ],
-    check_specs=[
-        dg.AssetCheckSpec(
-            ONE_CLUSTER_CHECK,
-            asset=CLUSTERS_KEY,
-            description="Every buyer of the snapshot is in exactly one cluster.",
-        ),
-        dg.AssetCheckSpec(
-            K_RANGE_CHECK,
-            asset=CLUSTERS_KEY,
-            description=f"The number of clusters lies in [{CLUSTERING_CONFIG.k_min}, {CLUSTERING_CONFIG.k_max}].",
-        ),
-    ],
-)
-def behaviour_clustering(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
-    dates = snapshot_dates(context)
-    results: dict[date, clustering.ClusteringResult] = {}
-    problems = {}
-    columns = ["customer_key", "snapshot_date", *(f.column for f in CLUSTERING_CONFIG.features)]
-    if CLUSTERING_CONFIG.frequency_column:
-        columns.append(CLUSTERING_CONFIG.frequency_column)
-    with duckdb.get_connection() as conn:
-        if not warehouse.table_exists(conn, FEATURES_TABLE):
-            raise dg.Failure(f"{FEATURES_TABLE} does not exist: materialize features/customer_features first")
-        present = set(warehouse.table_columns(conn, FEATURES_TABLE))
-        select = ", ".join(warehouse.quote(c) for c in dict.fromkeys(columns) if c in present)
-        for snapshot in dates:
-            frame = conn.execute(
-                f"SELECT {select} FROM {warehouse.table_ref(FEATURES_TABLE)} WHERE snapshot_date = ?",
-                [snapshot],
-            ).df()
-            previous, next_id = previous_clusters(conn, snapshot)
-            result = clustering.fit_clusters(frame, snapshot, CLUSTERING_CONFIG, previous, next_id)
-            results[snapshot] = result
-            warehouse.replace_partitions(
-                conn,
-                CLUSTERS_TABLE,
-                result.assignments,
-                "snapshot_date",
-                [snapshot],
-                columns=clustering.ASSIGNMENT_COLUMNS,
-            )
-            warehouse.replace_partitions(
-                conn,
-                PROFILES_TABLE,
-                result.profiles,
-                "snapshot_date",
-                [snapshot],
-                columns=clustering.PROFILE_COLUMNS,
-            )
-            record_models(conn, [_registry_record(result, snapshot)])
-            buyers = len(frame)
-            if CLUSTERING_CONFIG.frequency_column in frame.columns:
-                buyers = int(
-                    (
-                        frame[CLUSTERING_CONFIG.frequency_column].fillna(0) >= CLUSTERING_CONFIG.min_frequency
-                    ).sum()
+            dg.AssetSpec(
+                BEHAVIOUR_CLUSTER_PROFILES_KEY,
+                description="One row per cluster and snapshot: size, label, distinguishing features, centroid.",
+                deps=[CUSTOMER_FEATURES_KEY],
+                owners=[OWNER],
+                kinds={"duckdb", "python"},
+                code_version=code_version,
+                metadata=schema_metadata(clustering.BEHAVIOUR_CLUSTER_PROFILES_SCHEMA),
+                tags={"layer": "models"},
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                ONE_CLUSTER_CHECK,
+                asset=BEHAVIOUR_CLUSTERS_KEY,
+                description="Every buyer of the snapshot is in exactly one cluster.",
+            ),
+            dg.AssetCheckSpec(
+                K_RANGE_CHECK,
+                asset=BEHAVIOUR_CLUSTERS_KEY,
+                description=f"The number of clusters lies in [{config.k_min}, {config.k_max}].",
+            ),
+        ],
+    )
+    def behaviour_clustering(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+        dates = snapshot_dates(context)
+        results: dict[date, clustering.ClusteringResult] = {}
+        problems = {}
+        columns = ["customer_key", "snapshot_date", *(f.column for f in config.features)]
+        if config.frequency_column:
+            columns.append(config.frequency_column)
+        with duckdb.get_connection() as conn:
+            if not warehouse.table_exists(conn, FEATURES_TABLE):
+                raise dg.Failure(
+                    f"{FEATURES_TABLE} does not exist: materialize features/customer_features first"
                 )
-            if len(result.assignments) != buyers or result.assignments["customer_key"].duplicated().any():
-                problems[snapshot.isoformat()] = {"buyers": buyers, "assigned": len(result.assignments)}
-            context.log.info(
-                f"clusters as of {snapshot}: k={result.k}, silhouette {result.silhouette:.3f}, "
-                f"kept ids {sorted(result.matched)}, new {result.new_clusters}, retired {result.retired_clusters}"
-            )
-        total_rows = warehouse.row_count(conn, CLUSTERS_TABLE)
-        profile_rows = warehouse.row_count(conn, PROFILES_TABLE)
+            present = set(warehouse.table_columns(conn, FEATURES_TABLE))
+            select = ", ".join(warehouse.quote(c) for c in dict.fromkeys(columns) if c in present)
+            for snapshot in dates:
+                frame = conn.execute(
+                    f"SELECT {select} FROM {warehouse.table_ref(FEATURES_TABLE)} WHERE snapshot_date = ?",
+                    [snapshot],
+                ).df()
+                previous, next_id = previous_clusters(conn, snapshot)
+                result = clustering.fit_clusters(frame, snapshot, config, previous, next_id)
+                results[snapshot] = result
+                warehouse.replace_partitions(
+                    conn,
+                    CLUSTERS_TABLE,
+                    result.assignments,
+                    "snapshot_date",
+                    [snapshot],
+                    columns=clustering.BEHAVIOUR_CLUSTERS_SCHEMA.sql_columns,
+                )
+                warehouse.replace_partitions(
+                    conn,
+                    PROFILES_TABLE,
+                    result.profiles,
+                    "snapshot_date",
+                    [snapshot],
+                    columns=clustering.BEHAVIOUR_CLUSTER_PROFILES_SCHEMA.sql_columns,
+                )
+                record_models(conn, [_registry_record(result, snapshot, config, code_version)])
+                buyers = len(frame)
+                if config.frequency_column in frame.columns:
+                    buyers = int((frame[config.frequency_column].fillna(0) >= config.min_frequency).sum())
+                if len(result.assignments) != buyers or result.assignments["customer_key"].duplicated().any():
+                    problems[snapshot.isoformat()] = {"buyers": buyers, "assigned": len(result.assignments)}
+                context.log.info(
+                    f"clusters as of {snapshot}: k={result.k}, silhouette {result.silhouette:.3f}, "
+                    f"kept ids {sorted(result.matched)}, new {result.new_clusters}, retired {result.retired_clusters}"
+                )
+            total_rows = warehouse.row_count(conn, CLUSTERS_TABLE)
+            profile_rows = warehouse.row_count(conn, PROFILES_TABLE)
 
-    latest = results[dates[-1]]
-    shown = latest.profiles[["cluster_id", "cluster_label", "customers", "share", "matched_previous"]]
-    yield dg.MaterializeResult(
-        asset_key=CLUSTERS_KEY,
-        metadata={
-            "dagster/row_count": total_rows,
-            "dagster/partition_row_count": sum(len(r.assignments) for r in results.values()),
-            "k": latest.k,
-            "silhouette": latest.silhouette,
-            "elbow_and_silhouette": dg.MetadataValue.md(markdown_table(latest.selection)),
-            "clusters": dg.MetadataValue.md(markdown_table(shown)),
-            "new_cluster_ids": dg.MetadataValue.json(latest.new_clusters),
-            "retired_cluster_ids": dg.MetadataValue.json(latest.retired_clusters),
-            "features_missing": ", ".join(latest.features_missing) or "none",
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key=PROFILES_KEY,
-        metadata={
-            "dagster/row_count": profile_rows,
-            "dagster/partition_row_count": sum(len(r.profiles) for r in results.values()),
-        },
-    )
-    yield dg.AssetCheckResult(
-        asset_key=CLUSTERS_KEY,
-        check_name=ONE_CLUSTER_CHECK,
-        passed=not problems,
-        metadata={"mismatches": dg.MetadataValue.json(problems)},
-    )
-    out_of_range = {
-        d.isoformat(): r.k
-        for d, r in results.items()
-        if not CLUSTERING_CONFIG.k_min <= r.k <= CLUSTERING_CONFIG.k_max
-    }
-    yield dg.AssetCheckResult(
-        asset_key=CLUSTERS_KEY,
-        check_name=K_RANGE_CHECK,
-        passed=not out_of_range,
-        metadata={"k_by_snapshot": dg.MetadataValue.json({d.isoformat(): r.k for d, r in results.items()})},
-    )
+        latest = results[dates[-1]]
+        shown = latest.profiles[["cluster_id", "cluster_label", "customers", "share", "matched_previous"]]
+        yield dg.MaterializeResult(
+            asset_key=BEHAVIOUR_CLUSTERS_KEY,
+            metadata={
+                "dagster/row_count": total_rows,
+                "dagster/partition_row_count": sum(len(r.assignments) for r in results.values()),
+                "k": latest.k,
+                "silhouette": latest.silhouette,
+                "elbow_and_silhouette": dg.MetadataValue.md(markdown_table(latest.selection)),
+                "clusters": dg.MetadataValue.md(markdown_table(shown)),
+                "new_cluster_ids": dg.MetadataValue.json(latest.new_clusters),
+                "retired_cluster_ids": dg.MetadataValue.json(latest.retired_clusters),
+                "features_missing": ", ".join(latest.features_missing) or "none",
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=BEHAVIOUR_CLUSTER_PROFILES_KEY,
+            metadata={
+                "dagster/row_count": profile_rows,
+                "dagster/partition_row_count": sum(len(r.profiles) for r in results.values()),
+            },
+        )
+        yield dg.AssetCheckResult(
+            asset_key=BEHAVIOUR_CLUSTERS_KEY,
+            check_name=ONE_CLUSTER_CHECK,
+            passed=not problems,
+            metadata={"mismatches": dg.MetadataValue.json(problems)},
+        )
+        out_of_range = {
+            d.isoformat(): r.k for d, r in results.items() if not config.k_min <= r.k <= config.k_max
+        }
+        yield dg.AssetCheckResult(
+            asset_key=BEHAVIOUR_CLUSTERS_KEY,
+            check_name=K_RANGE_CHECK,
+            passed=not out_of_range,
+            metadata={
+                "k_by_snapshot": dg.MetadataValue.json({d.isoformat(): r.k for d, r in results.items()})
+            },
+        )
+
+    return behaviour_clustering
 
 
-def _registry_record(result: clustering.ClusteringResult, snapshot: date) -> ModelRecord:
-    config = CLUSTERING_CONFIG
+def _registry_record(
+    result: clustering.ClusteringResult, snapshot: date, config: clustering.ClusteringConfig, version: str
+) -> ModelRecord:
     return ModelRecord(
         model=clustering.MODEL_NAME,
-        version=CODE_VERSION,
+        version=version,
         snapshot_date=snapshot,
         fitted_at=datetime.now(UTC).replace(tzinfo=None),
         training_start=snapshot,
@@ -250,6 +232,3 @@ def _registry_record(result: clustering.ClusteringResult, snapshot: date) -> Mod
         },
         is_champion=True,
     )
-
-
-cluster_assets = [behaviour_clustering]

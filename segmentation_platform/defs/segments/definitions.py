@@ -1,6 +1,11 @@
 """Group `segments`: the versioned scheme's assignments, profiles and changelog."""
 
-from segmentation_platform.defs._lib.definitions import group_definitions
-from segmentation_platform.defs.segments.assets import segment_assets
+import dagster as dg
 
-defs = group_definitions(segment_assets)
+from segmentation_platform.defs._lib.config import PlatformConfig
+from segmentation_platform.defs._lib.definitions import group_definitions
+from segmentation_platform.defs.segments.assets import build_segment_assets
+
+
+def build_defs(config: PlatformConfig) -> dg.Definitions:
+    return group_definitions(build_segment_assets(config.scheme))

@@ -4,9 +4,9 @@ import pytest
 
 from segmentation_platform.core.activation import (
     CONFIG_PATH,
-    DestinationsConfigError,
     load_activation_config,
 )
+from segmentation_platform.core.config import ConfigError
 
 VALID = """\
 version: 1
@@ -70,9 +70,13 @@ def test_valid_config(tmp_path):
             "not email",
         ),
         (("    consent: any\n", ""), 10, "needs `consent`"),
-        (("sync_mode: full", "sync_mode: sometimes"), 14, "must be one of full, delta"),
-        (("    segments: all\n", "    segments: all\n    colour: red\n"), 16, "unknown key"),
-        (("share: 0.1", "share: 0.9"), 6, "between 0 and 0.5"),
+        (("sync_mode: full", "sync_mode: sometimes"), 14, "must be one of ['full', 'delta']"),
+        (
+            ("    segments: all\n", "    segments: all\n    colour: red\n"),
+            16,
+            "unknown field 'destinations.ads.colour'",
+        ),
+        (("share: 0.1", "share: 0.9"), 6, "must lie in [0.0, 0.5]"),
         (("purpose: marketing", "purpose: service"), 12, "always marketing"),
         (
             ("fields: [email_sha256, phone_sha256, action_segment]", "fields: [action_segment]"),
@@ -84,11 +88,11 @@ def test_valid_config(tmp_path):
             16,
             "unknown field",
         ),
-        (("starts: 2025-01-01", "starts: [2025"), 8, "not valid YAML"),
+        (("starts: 2025-01-01", "starts: [2025"), 8, "invalid YAML"),
     ],
 )
 def test_errors_name_file_line_and_reason(tmp_path, change, line, message):
-    with pytest.raises(DestinationsConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         _load(tmp_path, VALID.replace(*change))
     text = str(caught.value)
     assert text.startswith(f"{tmp_path / 'destinations.yaml'}:{line}:"), text
@@ -101,9 +105,9 @@ def test_overlapping_experiments_and_holdouts_in_marketing_are_refused(tmp_path)
         "      segments: [loyal]\n    - name: b\n      salt: s2\n      share: 0.1\n      starts: 2025-03-01\n"
         "      segments: all\n",
     )
-    with pytest.raises(DestinationsConfigError, match="overlaps experiment 'a'"):
+    with pytest.raises(ConfigError, match="overlaps experiment 'a'"):
         _load(tmp_path, overlapping)
-    with pytest.raises(DestinationsConfigError, match="never reach a marketing"):
+    with pytest.raises(ConfigError, match="never reach a marketing"):
         _load(
             tmp_path, VALID.replace("    segments: all\n", "    segments: all\n    include_holdouts: true\n")
         )
@@ -116,6 +120,6 @@ def test_enabled_webhook_needs_an_endpoint(tmp_path):
     ).replace(
         "fields: [email_sha256, phone_sha256, action_segment]", "fields: [customer_key, action_segment]"
     )
-    with pytest.raises(DestinationsConfigError, match="needs `url` or `url_env`"):
+    with pytest.raises(ConfigError, match="needs `url` or `url_env`"):
         _load(tmp_path, webhook)
     assert _load(tmp_path, webhook.replace("    segments: all\n", "    segments: all\n    url: http://h/x\n"))

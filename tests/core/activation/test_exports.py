@@ -17,7 +17,8 @@ import pytest
 
 from segmentation_platform.core import activation
 from segmentation_platform.core.activation import Experiment, load_activation_config
-from segmentation_platform.core.activation import _exports as activation_exports
+from segmentation_platform.core.activation import _files as activation_files
+from segmentation_platform.core.identity import normalize_email, normalize_phone
 from tests.worlds.activation_world import HOLDOUT_SHARE, SNAPSHOTS, build_world, write_config
 
 FIRST, SECOND = SNAPSHOTS[0], SNAPSHOTS[1]
@@ -63,8 +64,8 @@ def _exported_customers(path: Path, destination, world) -> set[str]:
     by_hash = {}
     for row in people.itertuples():
         for value, normalize in (
-            (row.email, activation.normalize_email),
-            (row.phone, activation.normalize_phone),
+            (row.email, normalize_email),
+            (row.phone, normalize_phone),
         ):
             normalized = normalize(value)
             if normalized:
@@ -116,7 +117,7 @@ def test_contact_points_are_only_used_through_the_consented_channel(world, conn,
     ads = next(r for r in results if r.destination == "ads")
     people = world.customers
     email_hashes_without_consent = {
-        hashlib.sha256(activation.normalize_email(e).encode()).hexdigest()
+        hashlib.sha256(normalize_email(e).encode()).hexdigest()
         for e, ok in zip(people["email"], people["email_consent"], strict=True)
         if e and not _yes(ok)
     }
@@ -179,7 +180,7 @@ def test_a_failure_mid_write_leaves_the_previous_export_and_manifest_intact(
             handle.write(line)
         return count
 
-    monkeypatch.setattr(activation_exports, "_write_lines", explode_halfway)
+    monkeypatch.setattr(activation_files, "_write_lines", explode_halfway)
     with pytest.raises(OSError, match="disk full"):
         _export("email_list", world, conn, tmp_path, snapshot=SECOND)
     assert _snapshot_of_folder(folder) == before  # no temp file left, nothing replaced
@@ -195,8 +196,10 @@ def test_a_failure_mid_write_leaves_the_previous_export_and_manifest_intact(
 _KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
+import datetime as dt
 import duckdb
-from segmentation_platform.core.activation import _exports as activation
+from segmentation_platform.core import activation
+from segmentation_platform.core.activation import _exports, _files
 from segmentation_platform.core.activation import load_activation_config
 
 def stall(*args, **kwargs):
@@ -205,7 +208,7 @@ def stall(*args, **kwargs):
 
 stage = {stage!r}
 if stage == "write":
-    original = activation._write_lines
+    original = _files._write_lines
     def stall_mid_write(handle, lines, digest):
         for count, line in enumerate(lines):
             handle.write(line)
@@ -213,15 +216,15 @@ if stage == "write":
                 handle.flush()
                 stall()
         return count
-    activation._write_lines = stall_mid_write
+    _files._write_lines = stall_mid_write
 else:
-    activation.write_atomically = stall  # payload and state renamed, manifest not yet
+    _exports.write_atomically = stall  # payload and state renamed, manifest not yet
 config = load_activation_config({config!r})
 destination = next(d for d in config.destinations if d.name == "email_list")
 with duckdb.connect({database!r}, read_only=True) as conn:
-    frame, _ = activation.load_activation_frame(conn, activation.dt.date.fromisoformat({snapshot!r}))
+    frame, _ = activation.load_activation_frame(conn, dt.date.fromisoformat({snapshot!r}))
 audience = activation.select_audience(frame, destination, activation.SuppressionList(), set())
-activation.export_destination(destination, audience, activation.dt.date.fromisoformat({snapshot!r}), "v1", Path({exports!r}))
+activation.export_destination(destination, audience, dt.date.fromisoformat({snapshot!r}), "v1", Path({exports!r}))
 """
 
 

@@ -1,4 +1,3 @@
-import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -413,17 +412,18 @@ def test_shipped_config_loads():
 @pytest.mark.parametrize(
     ("change", "key", "reason"),
     [
-        (("lifecycle:", "lifecycle:\n  activ_within_days: 3"), "lifecycle.activ_within_days", "unknown key"),
-        (("active_within_days: 90", "active_within_days: soon"), "lifecycle.active_within_days", "expected an integer"),
+        (("lifecycle:", "lifecycle:\n  activ_within_days: 3"), "lifecycle.activ_within_days", "unknown field"),
+        (("active_within_days: 90", "active_within_days: soon"), "lifecycle.active_within_days", "must be an integer"),
         (("at_risk_within_days: 180", "at_risk_within_days: 60"), "lifecycle.at_risk_within_days",
          "must be greater than active_within_days (90)"),
         (("[30, 90]", "[30, 0]"), "engagement.email_windows_days", "expected positive whole days"),
         (("support_window_days: 90", "support_window_days: -1"), "engagement.support_window_days",
          "must be at least 1"),
+        (("  support_window_days: 90\n", ""), "support_window_days", "missing required field"),
         (("version: 1", "version: [1"), None, "invalid YAML"),
     ],
 )  # fmt: skip
-def test_bad_config_names_file_key_and_reason(tmp_path, change, key, reason):
+def test_bad_config_names_file_line_key_and_reason(tmp_path, change, key, reason):
     text = CONFIG_PATH.read_text()
     assert change[0] in text
     path = tmp_path / "features.yaml"
@@ -431,8 +431,12 @@ def test_bad_config_names_file_key_and_reason(tmp_path, change, key, reason):
     with pytest.raises(ConfigError) as error:
         load_feature_config(path)
     message = str(error.value)
-    assert re.match(rf"{re.escape(str(path))}:\d+: ", message), message  # file:line
-    assert (key is None or f": {key}: " in message) and reason in message, message
+    assert error.value.file == str(path) and error.value.line, message
+    assert message.startswith(f"{path}:{error.value.line}: "), message  # file:line: reason
+    assert (key is None or key in error.value.reason) and reason in error.value.reason, message
+    if key is not None and "missing" not in reason:
+        # the line is the offending key's line
+        assert change[1].splitlines()[-1].strip() in path.read_text().splitlines()[error.value.line - 1]
 
 
 def test_missing_config_file_is_named(tmp_path):

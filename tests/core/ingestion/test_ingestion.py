@@ -11,7 +11,7 @@ from segmentation_platform.core.ingestion import (
     LandingFileError,
     landing_files,
     parse_landing_files,
-    raw_table_columns,
+    raw_schema,
 )
 
 DAY = date(2025, 3, 1)
@@ -76,7 +76,7 @@ def test_optional_columns_may_be_absent_and_columns_in_any_order(tmp_path):
     batch = _parse(tmp_path)
     row = batch.accepted.row(0, named=True)
     assert (row["order_id"], row["account_id"], row["amount"], row["email"]) == ("O1", "A1", 9.5, None)
-    assert list(batch.accepted.columns) == list(raw_table_columns(WEB_ORDERS))
+    assert list(batch.accepted.columns) == raw_schema(WEB_ORDERS).names
 
 
 def test_several_files_for_one_day_and_parquet(tmp_path):
@@ -161,3 +161,21 @@ def test_replace_partitions_inserts_by_name_and_replaces(tmp_path):
     again = pl.DataFrame({"_partition_date": [DAY], "a": ["z"], "b": [3.0]})
     warehouse.replace_partitions(conn, "raw.t", again.to_arrow(), "_partition_date", [DAY], columns=columns)
     assert conn.execute("SELECT a, b FROM raw.t").fetchall() == [("z", 3.0)]
+
+
+def test_reconciliation_rule():
+    from segmentation_platform.core.ingestion import reconcile_with_landing
+
+    days = [date(2025, 1, 1), date(2025, 1, 2)]
+    counts = pl.DataFrame(
+        {
+            "_partition_date": [days[0], days[0], days[1]],
+            "_source_file": ["a", "b", "c"],
+            "landing_rows": [3, 2, 4],
+        }
+    )
+    good = reconcile_with_landing(counts, {days[0]: 4, days[1]: 4}, {days[0]: 1, days[1]: 0}, days)
+    assert good.passed and good.landing == {days[0]: 5, days[1]: 4}
+    bad = reconcile_with_landing(counts, {days[0]: 4, days[1]: 3}, {days[0]: 1, days[1]: 0}, days)
+    assert not bad.passed
+    assert bad.mismatches == {"2025-01-02": {"landing": 4, "accepted": 3, "quarantined": 0}}

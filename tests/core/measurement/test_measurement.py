@@ -208,12 +208,11 @@ def test_migration_conserves_customers(world, conn):
 def test_rerunning_measurement_reproduces_every_table_bit_for_bit(world):
     """DuckDB's threads deliver rows to a sum in any order; no KPI may depend on that order."""
     tables = {
-        "measurement.segment_kpis": (measurement.segment_kpis, measurement.SEGMENT_KPI_COLUMNS),
-        "measurement.channel_kpis": (measurement.channel_kpis, measurement.CHANNEL_KPI_COLUMNS),
-        "measurement.migration": (measurement.migration_matrix, measurement.MIGRATION_COLUMNS),
-        "measurement.lift": (
-            lambda conn, snapshot: measurement.lift(conn, snapshot, world.extras["config"].experiments),
-            measurement.LIFT_COLUMNS,
+        measurement.SEGMENT_KPIS_SCHEMA: measurement.segment_kpis,
+        measurement.CHANNEL_KPIS_SCHEMA: measurement.channel_kpis,
+        measurement.MIGRATION_SCHEMA: measurement.migration_matrix,
+        measurement.LIFT_SCHEMA: lambda conn, snapshot: measurement.lift(
+            conn, snapshot, world.extras["config"].experiments
         ),
     }
 
@@ -221,18 +220,46 @@ def test_rerunning_measurement_reproduces_every_table_bit_for_bit(world):
         with world.connect() as writable:
             writable.execute("SET threads = 4")
             for snapshot in SNAPSHOTS[1:3]:
-                for table, (compute, columns) in tables.items():
+                for schema, compute in tables.items():
                     warehouse.replace_partitions(
                         writable,
-                        table,
+                        schema.table,
                         compute(writable, snapshot),
                         "snapshot_date",
                         [snapshot],
-                        columns=columns,
+                        columns=schema.sql_columns,
                     )
-            return {table: warehouse.table_checksum(writable, table) for table in tables}
+            return {schema.table: warehouse.table_checksum(writable, schema.table) for schema in tables}
 
     first = run()
     assert all(checksum.split(":")[0] != "0" for checksum in first.values())
     for _ in range(2):
         assert run() == first
+
+
+def test_check_rules():
+    snapshot = SNAPSHOTS[0]
+    table = pd.DataFrame(
+        {
+            "action_segment": ["a", "b", "c"],
+            "conversion_lift": [0.1, 0.3, np.nan],
+            "conversion_lift_low": [0.0, 0.0, np.nan],
+            "conversion_lift_high": [0.2, 0.2, np.nan],
+            "revenue_lift": [1.0, 1.0, np.nan],
+            "revenue_lift_low": [1.0, 0.5, np.nan],
+            "revenue_lift_high": [1.0, 2.0, np.nan],
+        }
+    )
+    # On the bound counts as inside; a pending (NULL) lift is not judged.
+    assert measurement.lifts_outside_intervals(table, snapshot) == [f"{snapshot} b conversion_lift"]
+
+
+def test_kpis_and_migration_satisfy_their_check_rules(conn):
+    for snapshot in SNAPSHOTS[1:3]:
+        kpis = measurement.segment_kpis(conn, snapshot)
+        assert measurement.kpis_cover_assignments(conn, snapshot, kpis) is None
+        assert measurement.kpis_cover_assignments(conn, snapshot, kpis.iloc[1:]) is not None
+        flows = measurement.migration_matrix(conn, snapshot)
+        assert measurement.flows_conserve_customers(conn, snapshot, flows) is None
+        broken = measurement.flows_conserve_customers(conn, snapshot, flows.iloc[1:])
+        assert broken and set(broken) == {"flows_in", "assigned"}

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from segmentation_platform.core.config import ConfigError
 from segmentation_platform.core.segments import (
-    CHANGELOG_TABLE,
     SCHEME_PATH,
     SchemeDataError,
-    SchemeError,
     assign_segments,
     changelog_entry,
     load_scheme,
@@ -18,6 +17,7 @@ from segmentation_platform.core.segments import (
     record_scheme,
     segment_profiles,
 )
+from segmentation_platform.core.warehouse import tables
 
 TEXT = SCHEME_PATH.read_text()
 NOW = datetime(2025, 3, 5, 12)
@@ -30,12 +30,12 @@ def line_of(text: str, fragment: str) -> int:
     return hits[0]
 
 
-def broken(old: str, new: str, tmp_path) -> tuple[str, SchemeError]:
+def broken(old: str, new: str, tmp_path) -> tuple[str, ConfigError]:
     assert old in TEXT, old
     text = TEXT.replace(old, new, 1)
     path = tmp_path / "scheme.yaml"
     path.write_text(text)
-    with pytest.raises(SchemeError) as error:
+    with pytest.raises(ConfigError) as error:
         load_scheme(path)
     assert str(error.value).startswith(f"{path}:")
     return text, error.value
@@ -325,7 +325,7 @@ def test_record_scheme_appends_once_per_version():
     edited = parse_scheme(TEXT.replace("author: CRM strategy team", "author: Jane Doe"))
     assert record_scheme(conn, edited, NOW) is not None
     rows = conn.execute(
-        f"SELECT change_number, scheme_version, author FROM {CHANGELOG_TABLE} ORDER BY 1"
+        f"SELECT change_number, scheme_version, author FROM {tables.SEGMENT_CHANGELOG} ORDER BY 1"
     ).fetchall()
     assert rows == [(1, scheme.version, "CRM strategy team"), (2, edited.version, "Jane Doe")]
 

@@ -4,17 +4,22 @@ import dagster as dg
 import pytest
 from dagster_duckdb import DuckDBResource
 
+from segmentation_platform.defs._lib.config import load_platform_config
+from segmentation_platform.defs._lib.keys import EXPORTS_KEY, HOLDOUTS_KEY, REPORT_KEY
+from segmentation_platform.defs._lib.keys import SEGMENT_ASSIGNMENTS_KEY as ASSIGNMENTS_KEY
 from segmentation_platform.defs._lib.partitions import weekly_snapshots
 from segmentation_platform.defs.activation import assets as activation_defs
 from segmentation_platform.defs.activation.assets import (
-    ASSIGNMENTS_KEY,
     ActivationSettings,
     OutputFolders,
-    activation_assets,
     activation_resources,
+    build_activation_assets,
 )
-from segmentation_platform.defs.measurement.assets import REPORT_KEY, measurement_assets
+from segmentation_platform.defs.measurement.assets import build_measurement_assets
 from tests.worlds.activation_world import SNAPSHOTS, build_world, write_config
+
+activation_assets = build_activation_assets(load_platform_config().activation)
+measurement_assets = build_measurement_assets(load_platform_config().activation)
 
 # Weekly partitions are keyed by their Monday start; the snapshot is the window end.
 RANGE_TAGS = {
@@ -86,9 +91,7 @@ def test_single_run_over_three_snapshots_materializes_everything(setup):
     for partition_key, status in (("2025-02-24", "unchanged"), ("2025-02-10", "skipped")):
         again = dg.materialize(activation_assets, resources=resources, partition_key=partition_key)
         assert again.success
-        event = next(
-            e for e in again.get_asset_materialization_events() if e.asset_key == activation_defs.EXPORTS_KEY
-        )
+        event = next(e for e in again.get_asset_materialization_events() if e.asset_key == EXPORTS_KEY)
         table = event.materialization.metadata["exports"].value
         assert table.count(f"| {status} |") == 5, table
     with world.connect(read_only=True) as conn:
@@ -123,7 +126,7 @@ def test_exports_refuse_when_the_latest_segment_check_failed(setup):
     assert first.success  # the failing check is not blocking here: the exports guard has to catch it
     refused = dg.materialize(
         assets,
-        selection=[activation_defs.HOLDOUTS_KEY, activation_defs.EXPORTS_KEY],
+        selection=[HOLDOUTS_KEY, EXPORTS_KEY],
         resources=resources,
         instance=instance,
         partition_key="2025-02-24",
@@ -150,7 +153,7 @@ def test_exports_refuse_when_the_latest_segment_check_failed(setup):
     ).success
     assert dg.materialize(
         fixed,
-        selection=[activation_defs.HOLDOUTS_KEY, activation_defs.EXPORTS_KEY],
+        selection=[HOLDOUTS_KEY, EXPORTS_KEY],
         resources=resources,
         instance=instance,
         partition_key="2025-02-24",

@@ -9,9 +9,15 @@ from dagster_duckdb import DuckDBResource
 from segmentation_platform.contracts import CONTRACTS
 from segmentation_platform.core import warehouse
 from segmentation_platform.core.ingestion import METADATA_COLUMNS, raw_table_columns
+from segmentation_platform.defs._lib.config import load_platform_config
 from segmentation_platform.defs._lib.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
-from segmentation_platform.defs.features.assets import customer_features, feature_assets
-from segmentation_platform.defs.models.rfm import rfm_scores
+from segmentation_platform.defs.features.assets import build_feature_assets
+from segmentation_platform.defs.models.rfm import build_rfm_assets
+
+CONFIG = load_platform_config()
+(rfm_scores,) = build_rfm_assets(CONFIG.rfm)
+feature_assets = build_feature_assets(CONFIG.features)
+(customer_features,) = feature_assets
 
 # Weekly partition 2025-02-24 .. 2025-03-03: its snapshot is taken at 00:00 on 2025-03-03.
 PARTITION, SNAPSHOT = "2025-02-24", date(2025, 3, 3)

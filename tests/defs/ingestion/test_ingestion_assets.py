@@ -105,3 +105,29 @@ def _failures(result):
     from segmentation_platform.demo import failure_messages
 
     return failure_messages(result)
+
+
+def test_raw_and_quarantine_tables_are_exactly_their_declared_schema(small_platform):
+    """One declaration per table: the tables written, and the assets' column schemas in the UI."""
+    from segmentation_platform.core import ingestion
+    from segmentation_platform.core.warehouse import column_types
+    from segmentation_platform.defs._lib.keys import key_of
+    from segmentation_platform.defs.ingestion.assets import build_ingestion_assets
+
+    specs = {key: spec for a in build_ingestion_assets() for key, spec in a.specs_by_key.items()}
+    declared = [
+        schema
+        for contract in CONTRACTS.values()
+        for schema in (ingestion.raw_schema(contract), ingestion.quarantine_schema(contract.name))
+    ]
+    assert {s.table for s in declared} == {s.table for s in ingestion.TABLE_SCHEMAS}
+    with duckdb.connect(str(small_platform.warehouse), read_only=True) as conn:
+        for schema in declared:
+            assert list(column_types(conn, schema.table).items()) == list(schema.sql_columns.items())
+            spec = specs[key_of(schema.table)]
+            assert spec.metadata["dagster/table_name"] == f"warehouse.{schema.table}"
+            shown = spec.metadata["dagster/column_schema"].columns
+            assert [(c.name, c.type, c.description, "pii" in c.tags) for c in shown] == [
+                (c.name, c.sql_type, c.description, c.pii) for c in schema.columns
+            ]
+    assert ingestion.raw_schema(CONTRACTS["web_orders"]).column("email").pii

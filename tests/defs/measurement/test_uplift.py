@@ -18,8 +18,9 @@ from dagster_duckdb import DuckDBResource
 from segmentation_platform import cli
 from segmentation_platform.contracts import CONTRACTS
 from segmentation_platform.core import ingestion, measurement
-from segmentation_platform.defs.activation.assets import ActivationSettings
-from segmentation_platform.defs.measurement.assets import INTERVALS_CHECK, lift
+from segmentation_platform.core.activation import load_activation_config
+from segmentation_platform.defs._lib.keys import LIFT_KEY
+from segmentation_platform.defs.measurement.assets import INTERVALS_CHECK, build_measurement_assets
 from segmentation_platform.synthetic.response import UPLIFT_FILE, ResponseError, simulate_response
 from tests.worlds.uplift_world import (
     SNAPSHOT,
@@ -210,20 +211,22 @@ def test_cli_respond_then_the_lift_asset_measures_the_campaign(worlds, capsys):
     reingest_window(world)
     truth = json.loads((world.data_dir / "ground_truth" / UPLIFT_FILE).read_text())
     truth = truth["campaigns"][SNAPSHOT.isoformat()]["segments"]
+    (lift,) = [
+        a for a in build_measurement_assets(load_activation_config(world.config_path)) if LIFT_KEY in a.keys
+    ]
     result = dg.materialize(
         [lift],
         partition_key="2025-02-24",  # the week ending at the 2025-03-03 snapshot
-        resources={
-            "duckdb": DuckDBResource(database=str(world.warehouse)),
-            "activation_config": ActivationSettings(destinations_config=str(world.config_path)),
-        },
+        resources={"duckdb": DuckDBResource(database=str(world.warehouse))},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == INTERVALS_CHECK and check.passed
     with duckdb.connect(str(world.warehouse), read_only=True) as conn:
-        table = conn.execute("SELECT * FROM measurement.lift WHERE snapshot_date = ?", [SNAPSHOT]).df()
+        table = conn.execute(
+            f"SELECT * FROM {measurement.LIFT_SCHEMA.table} WHERE snapshot_date = ?", [SNAPSHOT]
+        ).df()
     assert set(table["action_segment"]) == set(truth)
     assert (table["outcome_window_days"] == measurement.SHORT_WINDOW_DAYS).all()
     small = (table["treatment_customers"] < 30) | (table["holdout_customers"] < 30)

@@ -14,35 +14,35 @@ from dagster_duckdb import DuckDBResource
 from segmentation_platform.core import warehouse
 from segmentation_platform.core.models import rfm
 from segmentation_platform.core.segments import SCHEME_PATH
-from segmentation_platform.defs.models import churn as churn_defs
-from segmentation_platform.defs.models.clusters import behaviour_clustering, cluster_assets
+from segmentation_platform.defs._lib.config import load_platform_config
+from segmentation_platform.defs._lib.keys import CHURN_SCORES_KEY
+from segmentation_platform.defs._lib.keys import SEGMENT_ASSIGNMENTS_KEY as ASSIGNMENTS_KEY
+from segmentation_platform.defs.models.churn import AUC_CHECK, build_churn_assets
+from segmentation_platform.defs.models.clusters import build_cluster_assets
 from segmentation_platform.defs.segments.assets import (
-    ASSIGNMENTS_KEY,
     NON_EMPTY_CHECK,
     ONE_SEGMENT_CHECK,
-    SCHEME,
     SEGMENT_COUNT_CHECK,
-    assignments,
-    changelog,
-    segment_assets,
+    build_segment_assets,
 )
 from segmentation_platform.synthetic.behaviour_panel import simulate_panel
 
 # Weekly partition 2025-08-25 .. 2025-09-01: its snapshot is taken at 00:00 on 2025-09-01.
-SEGMENT_STAGE_ASSETS = [*churn_defs.churn_assets, *cluster_assets, *segment_assets]
+CONFIG = load_platform_config()
+# Production code paths with test-sized samples.
+FAST_CHURN = dataclasses.replace(
+    CONFIG.churn, max_rows=4_000, survival_max_rows=1_500, max_iter=30, permutation_rows=300
+)
+(churn_model,) = build_churn_assets(FAST_CHURN)
+(behaviour_clustering,) = build_cluster_assets(CONFIG.clustering)
+SCHEME = CONFIG.scheme
+segment_assets = build_segment_assets(SCHEME)
+changelog, assignments, _profiles = segment_assets
+SEGMENT_STAGE_ASSETS = [churn_model, behaviour_clustering, *segment_assets]
 FIRST_SNAPSHOT = date(2025, 1, 13)
 SNAPSHOTS = [FIRST_SNAPSHOT + timedelta(weeks=i) for i in range(35)]  # one week beyond SNAPSHOT
 PARTITION, SNAPSHOT = "2025-08-25", date(2025, 9, 1)
 EARLY_PARTITION, EARLY_SNAPSHOT = "2025-01-27", date(2025, 2, 3)
-
-
-@pytest.fixture(autouse=True)
-def small_models(monkeypatch):
-    """Production code paths with test-sized samples."""
-    fast = dataclasses.replace(
-        churn_defs.CHURN_CONFIG, max_rows=4_000, survival_max_rows=1_500, max_iter=30, permutation_rows=300
-    )
-    monkeypatch.setattr(churn_defs, "CHURN_CONFIG", fast)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_the_stage_materializes_one_snapshot_end_to_end(warehouse_path):
     assert all(e.passed for e in evaluations.values()), {
         n: e.metadata for n, e in evaluations.items() if not e.passed
     }
-    assert {churn_defs.AUC_CHECK, ONE_SEGMENT_CHECK, NON_EMPTY_CHECK, SEGMENT_COUNT_CHECK} <= set(evaluations)
+    assert {AUC_CHECK, ONE_SEGMENT_CHECK, NON_EMPTY_CHECK, SEGMENT_COUNT_CHECK} <= set(evaluations)
 
     customers = query(
         warehouse_path, "SELECT count(*) FROM features.customer_features WHERE snapshot_date = ?", [SNAPSHOT]
@@ -212,7 +212,7 @@ def test_the_stage_materializes_one_snapshot_end_to_end(warehouse_path):
 def test_early_snapshots_warn_but_still_get_segments(warehouse_path):
     result = materialize(warehouse_path, SEGMENT_STAGE_ASSETS, EARLY_PARTITION)
     assert result.success
-    auc = checks(result)[churn_defs.AUC_CHECK]
+    auc = checks(result)[AUC_CHECK]
     assert not auc.passed and auc.severity == dg.AssetCheckSeverity.WARN
     assert str(EARLY_SNAPSHOT) in str(auc.metadata["snapshots_not_scored"].value)
     tiers = query(
@@ -231,17 +231,15 @@ def test_early_snapshots_warn_but_still_get_segments(warehouse_path):
     )
 
 
-def test_a_champion_below_the_auc_floor_blocks_segment_assignment(warehouse_path, monkeypatch):
-    monkeypatch.setattr(
-        churn_defs, "CHURN_CONFIG", dataclasses.replace(churn_defs.CHURN_CONFIG, auc_floor=0.999)
-    )
+def test_a_champion_below_the_auc_floor_blocks_segment_assignment(warehouse_path):
+    (strict_churn,) = build_churn_assets(dataclasses.replace(FAST_CHURN, auc_floor=0.999))
     result = materialize(
-        warehouse_path, [churn_defs.churn_model, changelog, assignments], PARTITION, raise_on_error=False
+        warehouse_path, [strict_churn, changelog, assignments], PARTITION, raise_on_error=False
     )
-    auc = checks(result)[churn_defs.AUC_CHECK]
+    auc = checks(result)[AUC_CHECK]
     assert not auc.passed and auc.severity == dg.AssetCheckSeverity.ERROR
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
-    assert churn_defs.SCORES_KEY in materialized and ASSIGNMENTS_KEY not in materialized
+    assert CHURN_SCORES_KEY in materialized and ASSIGNMENTS_KEY not in materialized
 
 
 def test_cluster_ids_carry_over_to_the_next_snapshot(warehouse_path):
@@ -279,7 +277,7 @@ def test_an_invalid_scheme_fails_when_definitions_load(tmp_path):
     )
     line = next(i + 1 for i, text in enumerate(bad.read_text().splitlines()) if "risk_teir" in text)
     run = subprocess.run(
-        [sys.executable, "-c", "import segmentation_platform.defs.segments.assets"],
+        [sys.executable, "-c", "import segmentation_platform.definitions"],
         env=os.environ | {"SEGMENTATION_SEGMENT_SCHEME": str(bad)},
         capture_output=True,
         text=True,
@@ -291,10 +289,10 @@ def test_an_invalid_scheme_fails_when_definitions_load(tmp_path):
 def test_stage_assets_fit_the_platform_graph(tmp_path):
     """With the upstream stages: no key clashes, and one weekly job can run the whole stage."""
     from segmentation_platform.defs._lib.resources import resources_for
-    from segmentation_platform.defs.features.assets import feature_assets
-    from segmentation_platform.defs.ingestion.assets import ingestion_assets
+    from segmentation_platform.defs.features.assets import build_feature_assets
+    from segmentation_platform.defs.ingestion.assets import build_ingestion_assets
 
-    assets = [*ingestion_assets, *feature_assets, *SEGMENT_STAGE_ASSETS]
+    assets = [*build_ingestion_assets(), *build_feature_assets(CONFIG.features), *SEGMENT_STAGE_ASSETS]
     keys = [key for a in assets for key in a.keys]
     assert len(keys) == len(set(keys))
     job = dg.define_asset_job("weekly_segments", selection=dg.AssetSelection.assets(*SEGMENT_STAGE_ASSETS))
@@ -303,10 +301,9 @@ def test_stage_assets_fit_the_platform_graph(tmp_path):
     assert resolved.partitions_def is not None
 
 
-def test_a_changed_scheme_yaml_adds_one_changelog_row_and_an_unchanged_one_none(tmp_path, monkeypatch):
+def test_a_changed_scheme_yaml_adds_one_changelog_row_and_an_unchanged_one_none(tmp_path):
     """The changelog asset over a YAML edit: bumped version, one row with the diff; re-runs add nothing."""
     from segmentation_platform.core import segments as core_segments
-    from segmentation_platform.defs.segments import assets as segments_defs
 
     path = tmp_path / "warehouse.duckdb"
     assert materialize(path, [changelog]).success
@@ -318,13 +315,13 @@ def test_a_changed_scheme_yaml_adds_one_changelog_row_and_an_unchanged_one_none(
         .replace("      risk_tier: [high, medium]\n", "      risk_tier: [high]\n", 1)
     )
     edited = core_segments.load_scheme(edited_file)
-    monkeypatch.setattr(segments_defs, "SCHEME", edited)
+    edited_changelog = build_segment_assets(edited)[0]
     for _ in range(2):
-        result = materialize(path, [changelog])
+        result = materialize(path, [edited_changelog])
         assert result.success
     rows = query(
         path,
-        f"SELECT change_number, scheme_version, change_summary FROM {core_segments.CHANGELOG_TABLE} ORDER BY 1",
+        f"SELECT change_number, scheme_version, change_summary FROM {core_segments.SEGMENT_CHANGELOG_SCHEMA.table} ORDER BY 1",
     )
     assert [(number, version) for number, version, _ in rows] == [(1, SCHEME.version), (2, edited.version)]
     assert edited.version != SCHEME.version

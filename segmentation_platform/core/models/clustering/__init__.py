@@ -5,10 +5,8 @@ modules behind them may change.
 """
 
 from segmentation_platform.core.models.clustering._kmeans import (
-    ASSIGNMENT_COLUMNS,
     LOGIC_VERSION,
     MODEL_NAME,
-    PROFILE_COLUMNS,
     ClusterFeature,
     ClusteringConfig,
     ClusteringResult,
@@ -16,15 +14,21 @@ from segmentation_platform.core.models.clustering._kmeans import (
     fit_clusters,
     load_clustering_config,
 )
+from segmentation_platform.core.models.clustering._tables import (
+    BEHAVIOUR_CLUSTER_PROFILES_SCHEMA,
+    BEHAVIOUR_CLUSTERS_SCHEMA,
+    TABLE_SCHEMAS,
+)
 
 __all__ = [
-    "ASSIGNMENT_COLUMNS",
     "ClusterFeature",
     "ClusteringConfig",
     "ClusteringResult",
     "LOGIC_VERSION",
     "MODEL_NAME",
-    "PROFILE_COLUMNS",
+    "BEHAVIOUR_CLUSTERS_SCHEMA",
+    "BEHAVIOUR_CLUSTER_PROFILES_SCHEMA",
+    "TABLE_SCHEMAS",
     "centroids_from_profiles",
     "fit_clusters",
     "load_clustering_config",

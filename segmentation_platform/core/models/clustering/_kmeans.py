@@ -10,7 +10,7 @@ the whole base) and a generated label from its most distinguishing features.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,29 +22,6 @@ from segmentation_platform.core.config._paths import CONFIG_DIR
 CLUSTERING_CONFIG_PATH = CONFIG_DIR / "clustering.yaml"
 LOGIC_VERSION = "1"
 MODEL_NAME = "behaviour_clusters"
-ASSIGNMENT_COLUMNS = {
-    "customer_key": "VARCHAR",
-    "snapshot_date": "DATE",
-    "cluster_id": "INTEGER",
-    "cluster_label": "VARCHAR",
-    "distance_to_centroid": "DOUBLE",
-}
-PROFILE_COLUMNS = {
-    "snapshot_date": "DATE",
-    "cluster_id": "INTEGER",
-    "cluster_label": "VARCHAR",
-    "customers": "BIGINT",
-    "share": "DOUBLE",
-    "matched_previous": "BOOLEAN",
-    "centroid_shift": "DOUBLE",
-    "top_features": "VARCHAR",
-    "feature_means": "VARCHAR",
-    "feature_z_scores": "VARCHAR",
-    "centroid": "VARCHAR",
-    "k": "INTEGER",
-    "method": "VARCHAR",
-    "silhouette": "DOUBLE",
-}
 
 
 @dataclass(frozen=True)
@@ -77,6 +54,10 @@ class ClusteringConfig:
     max_match_distance: float | None = 2.0
     threads: int | None = 1
     declared_version: int = 1
+
+    def result_settings(self) -> tuple:
+        """Everything that can change a result, i.e. all but `threads`: what code_version hashes."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "threads")
 
 
 def load_clustering_config(path: Path | str = CLUSTERING_CONFIG_PATH) -> ClusteringConfig:
@@ -154,8 +135,8 @@ def load_clustering_config(path: Path | str = CLUSTERING_CONFIG_PATH) -> Cluster
 
 @dataclass
 class ClusteringResult:
-    assignments: pd.DataFrame  # ASSIGNMENT_COLUMNS
-    profiles: pd.DataFrame  # PROFILE_COLUMNS
+    assignments: pd.DataFrame  # BEHAVIOUR_CLUSTERS_SCHEMA
+    profiles: pd.DataFrame  # BEHAVIOUR_CLUSTER_PROFILES_SCHEMA
     selection: pd.DataFrame  # k, inertia, silhouette (the elbow curve and the choice)
     k: int
     silhouette: float

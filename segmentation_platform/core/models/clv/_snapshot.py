@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from segmentation_platform.core.config import read_yaml
-from segmentation_platform.core.config._paths import CONFIG_DIR
+from segmentation_platform.core.config import CONFIG_DIR, read_config
 from segmentation_platform.core.models._history import InsufficientHistory
-from segmentation_platform.core.models.clv import _bgnbd as clv
+from segmentation_platform.core.models.clv._bgnbd import expected_purchases
+from segmentation_platform.core.models.clv._clv import CLVResult, fit_clv
+from segmentation_platform.core.models.clv._likelihood import UnidentifiedModel
+from segmentation_platform.core.models.clv._summary import transaction_summary
 
 CONFIG_PATH = CONFIG_DIR / "clv.yaml"
 
@@ -32,8 +34,7 @@ class ClvConfig:
 
 
 def load_clv_config(path: Path | str = CONFIG_PATH) -> ClvConfig:
-    config = read_yaml(path)
-    config.only(
+    fields = (
         "version",
         "value",
         "horizon_months",
@@ -42,18 +43,19 @@ def load_clv_config(path: Path | str = CONFIG_PATH) -> ClvConfig:
         "min_repeat_customers",
         "penalizer",
     )
+    config = read_config(path).only(fields, required=fields)
     return ClvConfig(
-        version=config.integer("version", minimum=1),
-        value=config.string("value", choices=("margin", "revenue")),
-        horizon_months=config.integer("horizon_months", minimum=1, maximum=120),
-        annual_discount_rate=config.number("annual_discount_rate", minimum=0, maximum=1),
-        holdout_days=config.integer("holdout_days", minimum=7, maximum=365),
-        min_repeat_customers=config.integer("min_repeat_customers", minimum=1),
-        penalizer=config.number("penalizer", minimum=0, maximum=100),
+        version=config.number("version", low=1, integer=True),
+        value=config.choice("value", ("margin", "revenue")),
+        horizon_months=config.number("horizon_months", low=1, high=120, integer=True),
+        annual_discount_rate=float(config.number("annual_discount_rate", low=0, high=1)),
+        holdout_days=config.number("holdout_days", low=7, high=365, integer=True),
+        min_repeat_customers=config.number("min_repeat_customers", low=1, integer=True),
+        penalizer=float(config.number("penalizer", low=0, high=100)),
     )
 
 
-def _fit(summary: pl.DataFrame, config: ClvConfig, value_col: str, **kwargs) -> clv.CLVResult:
+def _fit(summary: pl.DataFrame, config: ClvConfig, value_col: str, **kwargs) -> CLVResult:
     """Refuse to fit on too little history: a handful of repeat buyers gives degenerate parameters.
 
     Raises `InsufficientHistory` (a state the asset records, not an error); anything else is a bug."""
@@ -65,8 +67,8 @@ def _fit(summary: pl.DataFrame, config: ClvConfig, value_col: str, **kwargs) -> 
             f"{config.min_repeat_customers}): too little history to fit",
         )
     try:
-        result = clv.fit_clv(summary, value_col=value_col, penalizer=config.penalizer, **kwargs)
-    except ValueError as error:  # a fit that cannot run or converge on this little history
+        result = fit_clv(summary, value_col=value_col, penalizer=config.penalizer, **kwargs)
+    except UnidentifiedModel as error:
         raise InsufficientHistory("clv", f"{error}: too little history to fit") from error
     if (
         not (result.bgnbd.converged and result.gamma_gamma.converged)
@@ -85,7 +87,7 @@ def _summary(orders: pl.DataFrame, last_day: date, use_margin: bool) -> pl.DataF
         pl.col("purchased_at") < pl.lit(last_day + timedelta(days=1)).cast(pl.Datetime("us"))
     )
     frame = frame.with_columns((pl.col("amount") - pl.col("cost")).alias("margin"))
-    return clv.transaction_summary(
+    return transaction_summary(
         frame,
         last_day,
         time_col="purchased_at",
@@ -98,7 +100,7 @@ def uses_margin(orders: pl.DataFrame, config: ClvConfig) -> bool:
     return config.value == "margin" and orders["cost"].is_not_null().any()
 
 
-def score_snapshot(orders: pl.DataFrame, snapshot_date: date, config: ClvConfig) -> clv.CLVResult:
+def score_snapshot(orders: pl.DataFrame, snapshot_date: date, config: ClvConfig) -> CLVResult:
     """Fit on every order before the snapshot and score each customer who has bought."""
     use_margin = uses_margin(orders, config)
     summary = _summary(orders, snapshot_date - timedelta(days=1), use_margin)
@@ -130,7 +132,7 @@ def calibrate(orders: pl.DataFrame, snapshot_date: date, config: ClvConfig) -> C
     calibration = _summary(orders, cut - timedelta(days=1), use_margin)
     value_col = "margin_value" if use_margin else "monetary_value"
     fit = _fit(calibration, config, value_col, horizon_months=1, annual_discount_rate=0.0)
-    predicted = clv.expected_purchases(
+    predicted = expected_purchases(
         fit.bgnbd.params,
         config.holdout_days,
         calibration["frequency"].to_numpy(),

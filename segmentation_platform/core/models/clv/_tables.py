@@ -33,3 +33,5 @@ CLV_VALIDATION_SCHEMA = TableSchema(
         ("actual_revenue_mean", "DOUBLE", "Mean actual revenue in the holdout"),
     ),
 )
+
+TABLE_SCHEMAS = (CLV_SCORES_SCHEMA, CLV_VALIDATION_SCHEMA)

@@ -4,21 +4,20 @@ The names below are the public surface (what notebooks, defs and tests import); 
 modules behind them may change.
 """
 
-from segmentation_platform.core.models.rfm._scores import (
+from segmentation_platform.core.models.rfm._config import (
     CONFIG_PATH,
-    RFM_COLUMN_DOCS,
-    RFM_COLUMNS,
     RfmConfig,
     all_codes,
     fm_score,
     load_rfm_config,
-    score_rfm,
 )
+from segmentation_platform.core.models.rfm._scores import score_rfm
+from segmentation_platform.core.models.rfm._tables import RFM_SCORES_SCHEMA, TABLE_SCHEMAS
 
 __all__ = [
     "CONFIG_PATH",
-    "RFM_COLUMNS",
-    "RFM_COLUMN_DOCS",
+    "RFM_SCORES_SCHEMA",
+    "TABLE_SCHEMAS",
     "RfmConfig",
     "all_codes",
     "fm_score",

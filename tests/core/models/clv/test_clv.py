@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from segmentation_platform.core.models import clv
-from segmentation_platform.core.models.clv import _bgnbd as clv_bgnbd
+from segmentation_platform.core.models.clv import _bgnbd, _gamma_gamma, _likelihood
 
 CDNOW = Path(__file__).resolve().parents[3] / "data" / "cdnow_summary.csv"
 
@@ -340,9 +340,9 @@ def _finite_difference_jacobian(function, point: np.ndarray, step: float = 1e-6)
 
 @pytest.mark.parametrize("params", [(0.24, 4.4, 0.79, 2.4), (1.3, 0.7, 2.1, 0.3)])
 def test_bgnbd_gradient_and_hessian_match_finite_differences(cdnow, params, monkeypatch):
-    monkeypatch.setattr(clv_bgnbd, "_ROWS_PER_THREAD", 300)  # several threaded chunks on CDNOW
+    monkeypatch.setattr(_bgnbd, "_ROWS_PER_THREAD", 300)  # several threaded chunks on CDNOW
     x, t_x, T = (cdnow[c].to_numpy().astype(float) for c in ("frequency", "recency", "T"))
-    likelihood = clv_bgnbd._BGNBDLikelihood(x, t_x, T, np.ones(len(x)))
+    likelihood = _bgnbd._BGNBDLikelihood(x, t_x, T, np.ones(len(x)))
     assert len(likelihood.repeat_chunks) > 1
     point = np.array(params)
     _, grad, hess = likelihood.evaluate(*point, hessian=True)
@@ -355,7 +355,9 @@ def test_bgnbd_gradient_and_hessian_match_finite_differences(cdnow, params, monk
 def test_gamma_gamma_gradient_and_hessian_match_finite_differences(cdnow):
     repeaters = cdnow.filter(pl.col("frequency") > 0)
     x = repeaters["frequency"].to_numpy().astype(float)
-    likelihood = clv_bgnbd._GammaGammaLikelihood(x, repeaters["monetary_value"].to_numpy(), np.ones(len(x)))
+    likelihood = _gamma_gamma._GammaGammaLikelihood(
+        x, repeaters["monetary_value"].to_numpy(), np.ones(len(x))
+    )
     point = np.array([6.2, 3.7, 15.4])
     _, grad, hess = likelihood.evaluate(*point, hessian=True)
     numeric_grad = _finite_difference_jacobian(lambda p: np.array([likelihood.evaluate(*p)[0]]), point)[0]
@@ -368,7 +370,7 @@ def test_compression_on_the_day_grid_is_lossless():
     days = np.array([0.0, 3.0, 3.0, 10.0, 0.0])
     weeks = days / 7
     frequency = np.array([0.0, 1.0, 1.0, 4.0, 0.0])
-    rows, weights = clv_bgnbd._compress({"x": frequency, "t_x": weeks, "T": weeks + 1}, np.ones(5))
+    rows, weights = _likelihood._compress({"x": frequency, "t_x": weeks, "T": weeks + 1}, np.ones(5))
     assert rows["x"].tolist() == [0.0, 1.0, 4.0]
     assert rows["t_x"] == pytest.approx([0.0, 3 / 7, 10 / 7], rel=1e-15)
     assert weights.tolist() == [2.0, 2.0, 1.0]

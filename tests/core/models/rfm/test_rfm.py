@@ -9,7 +9,7 @@ import pytest
 from segmentation_platform.core.config import ConfigError
 from segmentation_platform.core.models.rfm import (
     CONFIG_PATH,
-    RFM_COLUMNS,
+    RFM_SCORES_SCHEMA,
     RfmConfig,
     all_codes,
     fm_score,
@@ -124,7 +124,7 @@ def test_only_purchasers_are_scored_and_snapshots_apart():
     early = frame([("A", 3, 2, 50.0), ("B", 9, 1, 10.0), ("P", None, 0, 0.0)], date(2025, 3, 3))
     late = frame([("A", 10, 2, 50.0), ("B", 2, 3, 90.0)], date(2025, 3, 10))
     scores = score_rfm(pa.concat_tables([early, late]))
-    assert scores.column_names == list(RFM_COLUMNS)
+    assert scores.column_names == RFM_SCORES_SCHEMA.names
     per_snapshot = Counter(scores.column("snapshot_date").to_pylist())
     assert per_snapshot == {date(2025, 3, 3): 2, date(2025, 3, 10): 2}
     rows = {(r["snapshot_date"], r["customer_key"]): r["r_score"] for r in scores.to_pylist()}
@@ -141,14 +141,14 @@ def test_scores_land_in_a_table_of_the_declared_types():
     with duckdb.connect() as conn:
         scores = score_rfm(frame(rows), conn=conn)
         warehouse.replace_partitions(
-            conn, "models.rfm_scores", scores, "snapshot_date", [SNAPSHOT], RFM_COLUMNS
+            conn, "models.rfm_scores", scores, "snapshot_date", [SNAPSHOT], RFM_SCORES_SCHEMA.sql_columns
         )
         described = dict(
             conn.execute("SELECT column_name, column_type FROM (DESCRIBE models.rfm_scores)").fetchall()
         )
         conn.register("_scores", scores)
         produced = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE _scores)").fetchall())
-    assert described == produced == RFM_COLUMNS
+    assert described == produced == RFM_SCORES_SCHEMA.sql_columns
 
 
 def _edited(tmp_path, old: str, new: str):
@@ -167,11 +167,11 @@ def _edited(tmp_path, old: str, new: str):
         ("  - name: Lost\n    r: [1, 1]\n    fm: [1, 2]", "  - name: Lost\n    r: [1, 1]\n    fm: [1, 1]",
          "segments", "match no segment: 112, 113, 121"),
         ("    r: [5, 5]\n    fm: [4, 5]", "    r: [5, 6]\n    fm: [4, 5]", "segments[0].r",
-         "expected 1 <= low <= high <= 5"),
-        ("    r: [5, 5]\n    fm: [4, 5]", "    r: 5\n    fm: [4, 5]", "segments[0].r", "expected [low, high]"),
-        ("    fm: [4, 5]\n", "    fn: [4, 5]\n", "segments[0].fn", "unknown key"),
+         "must have 1 <= low <= high <= 5, got [5, 6]"),
+        ("    r: [5, 5]\n    fm: [4, 5]", "    r: 5\n    fm: [4, 5]", "segments[0].r", "must be [low, high] whole scores"),
+        ("    fm: [4, 5]\n", "    fn: [4, 5]\n", "segments[0].fn", "unknown field"),
         ("name: Loyal\n", "name: Champions\n", "segments[1].name", "defined twice"),
-        ("ties: shared", "ties: random", "scoring.ties", "must be one of by_customer_key, shared"),
+        ("ties: shared", "ties: random", "scoring.ties", "must be one of ['by_customer_key', 'shared']"),
     ],
 )  # fmt: skip
 def test_bad_segment_map_names_file_key_and_reason(tmp_path, old, new, key, reason):
@@ -179,6 +179,5 @@ def test_bad_segment_map_names_file_key_and_reason(tmp_path, old, new, key, reas
     with pytest.raises(ConfigError) as error:
         load_rfm_config(path)
     message = str(error.value)
-    assert re.match(rf"{re.escape(str(path))}:\d+: {re.escape(key)}: ", message) and reason in message, (
-        message
-    )
+    assert re.match(rf"{re.escape(str(path))}:\d+: ", message), message
+    assert key in message and reason in message, message
